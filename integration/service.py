@@ -1,0 +1,93 @@
+"""Orchestration: one event in, one decision applied and recorded. Ports come in as arguments."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from integration.model import Action, Decision, Escalation, Event, Ignored, Platform, TicketSnapshot
+from integration.policy import Policy, decide
+from integration.ports import Conflict, EscalationStore, Gateway, TransientError
+from integration.workflow import IllegalTransition
+
+log = logging.getLogger("tierup.service")
+
+MAX_CONFLICTS = 3
+
+
+def transition_key(delivery_id: str | None, escalation: Escalation) -> str:
+    """A stable key for one transition: a retry of the same delivery gets the same key."""
+    return f"{delivery_id or 'local'}:{len(escalation.history)}"
+
+
+def handle_event(
+    event: Event,
+    *,
+    policy: Policy,
+    gateway: Gateway,
+    store: EscalationStore,
+    clock: Callable[[], datetime],
+) -> Decision | Ignored:
+    """Decide `event` under `policy`, apply the actions through `gateway`, record it in `store`.
+
+    A snapshot the payload does not carry costs one gateway read; a 409 conflict re-reads
+    the ticket and decides again, at most MAX_CONFLICTS times.
+    """
+    ref = event.ticket_ref
+    escalation = store.load(event.platform, ref) if ref else None
+    if escalation and escalation.last_event_at and event.received_at < escalation.last_event_at:
+        return Ignored(f"older than the last event applied ({escalation.last_event_at.isoformat()})", ref)
+    snapshot = gateway.snapshot(ref, event.ticket) if ref else None
+    for _ in range(MAX_CONFLICTS):
+        try:
+            decision = decide(policy, escalation, replace(event, ticket=snapshot), clock())
+        except IllegalTransition as exc:
+            return Ignored(str(exc), ref)
+        if decision.actions and decision.target_ref:
+            try:
+                gateway.apply(
+                    decision.target_ref,
+                    decision.actions,
+                    snapshot=snapshot,
+                    key=transition_key(event.delivery_id, decision.escalation),
+                )
+            except Conflict:
+                log.info("conflict on %s: re-reading and deciding again", ref)
+                snapshot = gateway.snapshot(ref, event.ticket) if ref else None
+                continue
+        store.save(decision)
+        return decision
+    raise TransientError(f"ticket {ref} kept changing while we wrote to it")
+
+
+@dataclass
+class DryRunGateway:
+    """Records what would be written; used when no helpdesk credentials are configured."""
+
+    platform: Platform
+    planned: list[tuple[str, tuple[Action, ...], str]] = field(default_factory=list)
+
+    def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
+        return hint if hint is not None else TicketSnapshot(ref=ref, platform=self.platform)
+
+    def apply(self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str) -> None:
+        self.planned.append((ref, tuple(actions), key))
+        log.info("dry run: would apply %d actions to %s", len(actions), ref)
+
+
+@dataclass
+class MemoryStore:
+    """An in-memory EscalationStore for tests and `tierup decide`."""
+
+    escalations: dict[tuple[Platform, str], Escalation] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
+
+    def load(self, platform: Platform, ticket_ref: str) -> Escalation | None:
+        return self.escalations.get((platform, ticket_ref))
+
+    def save(self, decision: Decision) -> None:
+        esc = decision.escalation
+        self.escalations[(esc.platform, esc.ticket_ref)] = esc
+        self.decisions.append(decision)
