@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
-from integration.model import Action, Decision, Escalation, Platform, TicketSnapshot
+from integration.model import Action, Decision, Escalation, Event, Ignored, Platform, TicketSnapshot
 
 
 class GatewayError(Exception):
@@ -46,3 +48,59 @@ class EscalationStore(Protocol):
     def load(self, platform: Platform, ticket_ref: str) -> Escalation | None: ...
 
     def save(self, decision: Decision) -> None: ...
+
+
+# --- inbound: what each platform adapter offers the webhook and the worker ---------------
+
+
+class SignatureError(Exception):
+    """A delivery whose signature (or URL token) does not verify: answered with 401."""
+
+
+class PayloadError(ValueError):
+    """A body that is not a payload we can read (not JSON, wrong shape): answered with 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook delivery as stored in the inbox (raw bytes, the headers that matter)."""
+
+    platform: Platform
+    delivery_id: str
+    headers: Mapping[str, str]
+    body: bytes
+    received_at: datetime
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """What the webhook learns cheaply from a verified payload, before storing it."""
+
+    kind: str  # the platform's event name, e.g. "jira:issue_updated", "tierup.trigger"
+    ticket_ref: str | None  # for per-ticket ordering
+    occurred_at: datetime | None = None
+
+
+class PlatformAdapter(Protocol):
+    """One platform's inbound side plus its gateway. Built from settings by the composition root."""
+
+    platform: Platform
+    gateway: Gateway
+    dry_run: bool  # True when no credentials: decisions are recorded, nothing is written
+
+    def verify(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str], now: datetime) -> None:
+        """Raise SignatureError unless the delivery is authentic (constant-time compares, over raw bytes)."""
+        ...
+
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """The platform's delivery id (same across its retries), or None to derive one from the body."""
+        ...
+
+    def classify(self, payload: Any) -> Classified | None:
+        """The event kind and ticket of a parsed JSON payload, or None when we do not handle it."""
+        ...
+
+    def parse(self, delivery: Delivery) -> Event | Ignored:
+        """Turn a stored delivery into a request, a review command, or Ignored (e.g. our own echo)."""
+        ...

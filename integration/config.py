@@ -1,0 +1,72 @@
+"""Settings from the environment and a `.env` file in the working directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+
+class ConfigError(ValueError):
+    """A setting that is missing or wrong; the message names it."""
+
+
+def load_env(path: str | Path = ".env") -> dict[str, str]:
+    """The process environment over the values of `.env` (the environment wins)."""
+    values = {k: v for k, v in dotenv_values(path).items() if v is not None} if Path(path).exists() else {}
+    values.update(os.environ)
+    return values
+
+
+def secrets_list(value: str | None) -> tuple[str, ...]:
+    """Comma-separated secrets, for rotation: the newest first."""
+    return tuple(s.strip() for s in (value or "").split(",") if s.strip())
+
+
+def require(env: Mapping[str, str], *names: str) -> None:
+    """Raise ConfigError naming the first of `names` that is unset."""
+    for name in names:
+        if not env.get(name, "").strip():
+            raise ConfigError(f"{name} is not set (environment or .env)")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    policy: str = "lead-review"
+    public_url: str | None = None
+    database_url: str = "sqlite:///tierup.db"
+    redis_url: str | None = None
+    admin_token: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    signature_tolerance_seconds: int = 300
+    sweep_interval_seconds: int = 300
+    deadline_interval_seconds: int = 60
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CoreSettings:
+        return cls(
+            policy=env.get("TIERUP_POLICY") or "lead-review",
+            public_url=(env.get("TIERUP_PUBLIC_URL") or None),
+            database_url=env.get("DATABASE_URL") or "sqlite:///tierup.db",
+            redis_url=env.get("REDIS_URL") or None,
+            admin_token=env.get("TIERUP_ADMIN_TOKEN") or None,
+            max_body_bytes=_int(env, "TIERUP_MAX_BODY_BYTES", 1024 * 1024),
+            signature_tolerance_seconds=_int(env, "TIERUP_SIGNATURE_TOLERANCE", 300),
+            sweep_interval_seconds=_int(env, "TIERUP_SWEEP_INTERVAL", 300),
+            deadline_interval_seconds=_int(env, "TIERUP_DEADLINE_INTERVAL", 60),
+            log_level=env.get("TIERUP_LOG_LEVEL") or "INFO",
+        )
