@@ -39,8 +39,15 @@ class Gateway(Protocol):
         """The ticket as the policy needs it (completing `hint`, what the payload carried), or None if absent."""
         ...
 
-    def apply(self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str) -> None:
-        """Apply `actions` to ticket `ref`; `key` identifies the transition so a retry never repeats a comment."""
+    def apply(
+        self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
+    ) -> None:
+        """Apply `actions` to ticket `ref` in one write where the platform allows.
+
+        `key` identifies the transition; with `retry` (an earlier attempt may have written
+        before failing) the gateway first checks whether `key` was already applied, so a
+        retry never posts a second comment.
+        """
         ...
 
 

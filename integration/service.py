@@ -29,6 +29,7 @@ def handle_event(
     gateway: Gateway,
     store: EscalationStore,
     clock: Callable[[], datetime],
+    retry: bool = False,
 ) -> Decision | Ignored:
     """Decide `event` under `policy`, apply the actions through `gateway`, record it in `store`.
 
@@ -52,6 +53,7 @@ def handle_event(
                     decision.actions,
                     snapshot=snapshot,
                     key=transition_key(event.delivery_id, decision.escalation),
+                    retry=retry,
                 )
             except Conflict:
                 log.info("conflict on %s: re-reading and deciding again", ref)
@@ -72,7 +74,9 @@ class DryRunGateway:
     def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
         return hint if hint is not None else TicketSnapshot(ref=ref, platform=self.platform)
 
-    def apply(self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str) -> None:
+    def apply(
+        self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
+    ) -> None:
         self.planned.append((ref, tuple(actions), key))
         log.info("dry run: would apply %d actions to %s", len(actions), ref)
 
