@@ -172,6 +172,9 @@ class EscalationRequest:
     # Where replies go when there is no ticket to escalate (an email request ticket).
     origin_ref: str | None = None
     delivery_id: str | None = None
+    # Only supplies what an earlier request lacked (a comment after a needs-info reply):
+    # ignored unless the escalation is waiting for information.
+    follow_up: bool = False
 
 
 @dataclass(frozen=True, slots=True)

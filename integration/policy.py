@@ -606,6 +606,15 @@ def decide(policy: Policy, escalation: Escalation | None, event: Event, now: dat
 
 
 def _decide_request(policy: Policy, escalation: Escalation | None, req: EscalationRequest, now: datetime) -> Decision:
+    if escalation is not None and escalation.state is State.NEEDS_INFO:
+        # The answer to a needs-info reply completes the earlier request (LR3).
+        req = replace(
+            req,
+            reason=req.reason or escalation.reason,
+            rationale=req.rationale or escalation.rationale,
+            preferred_contact=req.preferred_contact or escalation.preferred_contact,
+            requested_by=escalation.requested_by if req.follow_up and escalation.requested_by else req.requested_by,
+        )
     d = _Decider(policy, escalation, req, now)
     tags = policy.tags
     ticket = req.ticket

@@ -7,7 +7,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from integration.model import Action, Decision, Escalation, Event, Ignored, Platform, TicketSnapshot
+from integration.model import (
+    Action,
+    Decision,
+    Escalation,
+    EscalationRequest,
+    Event,
+    Ignored,
+    Platform,
+    State,
+    TicketSnapshot,
+)
 from integration.policy import Policy, decide
 from integration.ports import Conflict, EscalationStore, Gateway, TransientError
 from integration.workflow import IllegalTransition
@@ -40,6 +50,9 @@ def handle_event(
     escalation = store.load(event.platform, ref) if ref else None
     if escalation and escalation.last_event_at and event.received_at < escalation.last_event_at:
         return Ignored(f"older than the last event applied ({escalation.last_event_at.isoformat()})", ref)
+    waiting = escalation is not None and escalation.state is State.NEEDS_INFO
+    if isinstance(event, EscalationRequest) and event.follow_up and not waiting:
+        return Ignored("a follow-up on a ticket that is not waiting for information", ref)
     snapshot = gateway.snapshot(ref, event.ticket) if ref else None
     for _ in range(MAX_CONFLICTS):
         try:
