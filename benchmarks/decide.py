@@ -1,0 +1,99 @@
+"""Decisions per second on one core, for both shipped policies.
+
+Run: `.venv/bin/python benchmarks/decide.py [--seconds 2]`. Prints a table; the target is
+at least 20,000 decisions per second per policy on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from integration.model import (  # noqa: E402
+    Channel,
+    Command,
+    EscalationRequest,
+    Organisation,
+    Person,
+    Platform,
+    Priority,
+    Reason,
+    ReviewCommand,
+    Role,
+    SlaTarget,
+    TicketSnapshot,
+)
+from integration.policy import Policy, decide, load_policy  # noqa: E402
+
+NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
+
+
+def workload(policy: Policy) -> list[tuple[object, object]]:
+    """A realistic mix: mostly new requests, some reviews; each (escalation, event) pair."""
+    champion = Person(id="501", email="c@example.com", tags=frozenset({"pg_champion"}))
+    lead = Person(id="900", role=Role.LEAD)
+    mix: list[tuple[object, object]] = []
+    for i, region in enumerate(("PL", "AU", "NZ", "US", "GB")):
+        snap = TicketSnapshot(
+            ref=str(1000 + i), platform=Platform.ZENDESK, priority=Priority.NORMAL, group="Support",
+            requester=champion, organisation=Organisation(id="1", region=region), tags=frozenset({"gym"}),
+            slas=(SlaTarget(name="First reply time", metric="first_reply", breach_at=NOW + timedelta(hours=2)),),
+        )  # fmt: skip
+        base = EscalationRequest(
+            platform=Platform.ZENDESK, ticket_ref=snap.ref, requested_by=champion, channel=Channel.MACRO,
+            reason=Reason.WRONG_RESOLUTION, received_at=NOW + timedelta(hours=i * 7), rationale="Front desk down <b>",
+            preferred_contact="phone", ticket=snap,
+        )  # fmt: skip
+        requests = [
+            base,
+            replace(base, reason=Reason.SLA_VIOLATION),
+            replace(base, rationale=None),
+            replace(base, reason=Reason.BUSINESS_URGENCY),
+            replace(base, requested_by=Person(id="x")),
+            replace(base, reason=Reason.PRIORITY_MISCLASSIFIED, requested_priority=Priority.HIGH),
+            replace(base, channel=Channel.SLA_BREACH, reason=Reason.SLA_VIOLATION),
+        ]
+        mix += [(None, r) for r in requests]
+        escalated = decide(policy, None, base, NOW).escalation
+        for cmd in (Command.CONFIRM, Command.CANCEL, Command.RESOLVE):
+            review = ReviewCommand(platform=Platform.ZENDESK, ticket_ref=snap.ref, command=cmd, actor=lead,
+                                   received_at=NOW, feedback="Not valid", ticket=snap)  # fmt: skip
+            mix.append((escalated, review))
+    return mix
+
+
+def measure(policy: Policy, seconds: float) -> tuple[int, float]:
+    mix = workload(policy)
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        for escalation, event in mix:
+            decide(policy, escalation, event, NOW)  # type: ignore[arg-type]
+        count += len(mix)
+    return count, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    rows = []
+    for name in ("lead-review", "service-desk"):
+        policy = load_policy(name)
+        measure(policy, 0.2)  # warm up
+        count, elapsed = measure(policy, args.seconds)
+        rows.append((name, count, elapsed, count / elapsed, elapsed / count * 1e6))
+    print(f"{'policy':<14} {'decisions':>10} {'seconds':>8} {'decisions/s':>12} {'us/decision':>12} {'target':>8}")
+    for name, count, elapsed, rate, us in rows:
+        verdict = "ok" if rate >= 20_000 else "BELOW"
+        print(f"{name:<14} {count:>10} {elapsed:>8.2f} {rate:>12,.0f} {us:>12.1f} {verdict:>8}")
+
+
+if __name__ == "__main__":
+    main()
