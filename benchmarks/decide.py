@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from integration.model import (  # noqa: E402
+from integration.model import (
     Channel,
     Command,
     EscalationRequest,
@@ -29,7 +29,7 @@ from integration.model import (  # noqa: E402
     SlaTarget,
     TicketSnapshot,
 )
-from integration.policy import Policy, decide, load_policy  # noqa: E402
+from integration.policy import Policy, decide, load_policy
 
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 

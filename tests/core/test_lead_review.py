@@ -104,7 +104,9 @@ def test_lr3_rationale_arriving_later_is_evaluated_again(policy: Policy) -> None
     ("org_region", "requester_region", "group"),
     [("AU", None, APAC), ("NZ", None, APAC), ("PL", None, GLOBAL), ("US", None, GLOBAL), (None, "nz", APAC)],
 )
-def test_lr4_routing_by_region(policy: Policy, org_region: str | None, requester_region: str | None, group: str) -> None:
+def test_lr4_routing_by_region(
+    policy: Policy, org_region: str | None, requester_region: str | None, group: str
+) -> None:
     requester = replace(CHAMPION, region=requester_region)
     snap = ticket(organisation=Organisation(id="1", region=org_region), requester=requester)
     d = decide(policy, None, request(ticket=snap, requested_by=requester), NOW)

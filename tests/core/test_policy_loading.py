@@ -63,5 +63,5 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_template_sandbox_refuses_unsafe_access(tmp_path: Path) -> None:
     path = write(tmp_path, SOURCE.replace("{{ sla.name }}", "{{ sla.__class__.__mro__ }}", 1))
-    with pytest.raises(PolicyError, match="templates.deferred_reply"):
+    with pytest.raises(PolicyError, match=r"templates\.deferred_reply"):
         load_policy(path)
