@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from integration.codec import CodecError, decision_to_json, escalation_from_json, event_from_json
+from integration.codec import CodecError, decision_to_json, escalation_from_json, event_from_json, parse_time
 from integration.config import ConfigError
 from integration.policy import Policy, PolicyError, decide, load_policy
 from integration.workflow import IllegalTransition
@@ -48,7 +48,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if not isinstance(data, dict):
         raise CommandError(f"{args.input}: must be a JSON object")
     try:
-        now = datetime.fromisoformat(str(data["now"]).replace("Z", "+00:00")) if data.get("now") else None
+        now = parse_time(data["now"], "now") if data.get("now") else None
         event = event_from_json(data, default_now=now)
         escalation = escalation_from_json(data["escalation"]) if data.get("escalation") else None
     except (CodecError, KeyError, ValueError) as exc:

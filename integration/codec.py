@@ -45,7 +45,8 @@ class CodecError(ValueError):
     """Input JSON that does not describe a request; the message names the field."""
 
 
-def _dt(value: Any, key: str) -> datetime:
+def parse_time(value: Any, key: str) -> datetime:
+    """An aware datetime from ISO 8601 text, or CodecError naming `key`."""
     if isinstance(value, datetime):
         return value
     try:
@@ -57,8 +58,8 @@ def _dt(value: Any, key: str) -> datetime:
     return parsed
 
 
-def _opt_dt(value: Any, key: str) -> datetime | None:
-    return None if value in (None, "") else _dt(value, key)
+def _optparse_time(value: Any, key: str) -> datetime | None:
+    return None if value in (None, "") else parse_time(value, key)
 
 
 def _enum(kind: type[E], value: Any, key: str) -> E:
@@ -110,7 +111,7 @@ def ticket_from_json(data: Any, platform: Platform, key: str = "ticket") -> Tick
         SlaTarget(
             name=str(_obj(s, f"{key}.slas[{i}]").get("name", s.get("metric", "sla"))),
             metric=str(s.get("metric", s.get("name", ""))),
-            breach_at=_opt_dt(s.get("breach_at"), f"{key}.slas[{i}].breach_at"),
+            breach_at=_optparse_time(s.get("breach_at"), f"{key}.slas[{i}].breach_at"),
             breached=bool(s.get("breached", False)),
             fulfilled=bool(s.get("fulfilled", False)),
         )
@@ -141,7 +142,7 @@ def event_from_json(data: Any, default_now: datetime | None = None) -> Event:
     received = d.get("received_at", d.get("now"))
     if received is None and default_now is None:
         raise CodecError("received_at: missing (or give `now`)")
-    received_at = _dt(received, "received_at") if received is not None else default_now
+    received_at = parse_time(received, "received_at") if received is not None else default_now
     assert received_at is not None
     ticket = ticket_from_json(d["ticket"], platform) if d.get("ticket") else None
     if "command" in d:
@@ -229,7 +230,7 @@ def action_from_json(data: Mapping[str, Any]) -> Action:
         case "set_priority":
             return SetPriority(Priority(data["priority"]))
         case "set_due":
-            return SetDue(_dt(data["due"], "due"))
+            return SetDue(parse_time(data["due"], "due"))
         case "public_reply":
             return PublicReply(data["body"])
         case "internal_note":
@@ -264,7 +265,7 @@ def transition_to_json(t: Transition) -> dict[str, Any]:
 
 def transition_from_json(d: Mapping[str, Any]) -> Transition:
     return Transition(
-        at=_dt(d["at"], "at"),
+        at=parse_time(d["at"], "at"),
         event=d["event"],
         from_state=State(d["from_state"]) if d.get("from_state") else None,
         to_state=State(d["to_state"]),
@@ -312,10 +313,10 @@ def escalation_from_json(d: Mapping[str, Any]) -> Escalation:
         requested_by=person_from_json(d["requested_by"]) if d.get("requested_by") else None,
         preferred_contact=d.get("preferred_contact"),
         region=d.get("region"),
-        requested_at=_opt_dt(d.get("requested_at"), "requested_at"),
-        first_contact_due=_opt_dt(d.get("first_contact_due"), "first_contact_due"),
-        contacted_at=_opt_dt(d.get("contacted_at"), "contacted_at"),
-        last_event_at=_opt_dt(d.get("last_event_at"), "last_event_at"),
+        requested_at=_optparse_time(d.get("requested_at"), "requested_at"),
+        first_contact_due=_optparse_time(d.get("first_contact_due"), "first_contact_due"),
+        contacted_at=_optparse_time(d.get("contacted_at"), "contacted_at"),
+        last_event_at=_optparse_time(d.get("last_event_at"), "last_event_at"),
         history=tuple(transition_from_json(t) for t in d.get("history", ())),
     )
 

@@ -208,6 +208,8 @@ class _Table:
         self._read: set[str] = set()
 
     def _key(self, key: str) -> str:
+        if not key:
+            return self._path
         return f"{self._path}.{key}" if self._path else key
 
     def fail(self, key: str, problem: str) -> PolicyError:
@@ -424,8 +426,9 @@ def parse_policy(data: Mapping[str, Any], source: str) -> Policy:
     if [n for n, _ in level_groups] != list(range(2, 2 + len(level_groups))):
         raise levels.fail("", "levels must be numbered 2, 3, ... without gaps")
     levels.done()
-    second_request_level_up = root.table("second_request").flag("level_up", False)
-    root.table("second_request").done()
+    second = root.table("second_request")
+    second_request_level_up = second.flag("level_up", False)
+    second.done()
 
     tags_t = root.table("tags")
     tags = Tags(**{k: tags_t.text(k, getattr(Tags(), k)) for k in Tags.__dataclass_fields__})
@@ -858,8 +861,8 @@ def _decide_command(policy: Policy, escalation: Escalation, cmd: ReviewCommand, 
         return same("deadline", f"contacted by {actor.id}", contacted_at=now)
 
     # SH4: the first-contact promise was missed: one level up, once.
-    due = escalation.first_contact_due
-    if escalation.contacted_at is not None or due is None or due > now:
+    promised = escalation.first_contact_due
+    if escalation.contacted_at is not None or promised is None or promised > now:
         return same("deadline", "deadline not missed")
-    return _level_up(d, escalation, event, SYSTEM, "deadline", f"first contact due {due.isoformat()} missed",
+    return _level_up(d, escalation, event, SYSTEM, "deadline", f"first contact due {promised.isoformat()} missed",
                      cmd.delivery_id)  # fmt: skip
