@@ -194,7 +194,11 @@ class Policy:
         return tuple(seen)
 
     def render(self, name: str, **context: Any) -> str:
-        return self.templates[name].render(policy_name=self.name, **context).strip()
+        # A shared context skips copying the environment's globals: this runs for every decision.
+        template = self.templates[name]
+        context["policy_name"] = self.name
+        ctx = template.new_context(context, shared=True)
+        return str(template.environment.concat(template.root_render_func(ctx))).strip()  # type: ignore[attr-defined]
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -573,10 +577,10 @@ class _Decider:
         actor: Person,
         target_ref: str | None,
         delivery_id: str | None,
+        **changes: Any,
     ) -> Decision:
+        """Check the move, record the transition and build the new escalation in one step."""
         workflow.check(self.state, event, target)
-        if self.event_at is not None and (escalation.last_event_at is None or self.event_at > escalation.last_event_at):
-            escalation = replace(escalation, last_event_at=self.event_at)
         transition = Transition(
             at=self.now,
             event=event,
@@ -588,7 +592,12 @@ class _Decider:
             actions=tuple(actions),
             delivery_id=delivery_id,
         )
-        escalation = replace(escalation, history=(*escalation.history, transition))
+        last = escalation.last_event_at
+        if self.event_at is not None and (last is None or self.event_at > last):
+            last = self.event_at
+        escalation = replace(
+            escalation, state=target, last_event_at=last, history=(*escalation.history, transition), **changes
+        )
         return Decision(escalation=escalation, transition=transition, target_ref=target_ref)
 
     def state_tags(self, add: str, ticket: TicketSnapshot | None, keep: tuple[str, ...] = ()) -> list[Action]:
@@ -657,8 +666,8 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
     )
 
     def out(target: State, rule: str, why: str, actions: list[Action], **changes: Any) -> Decision:
-        esc = replace(base, state=target, **changes)
-        return d.finish(event, target, esc, rule, why, actions, actor, ref or req.origin_ref, req.delivery_id)
+        return d.finish(event, target, base, rule, why, actions, actor, ref or req.origin_ref, req.delivery_id,
+                        **changes)  # fmt: skip
 
     # SD8: nothing to escalate without an existing ticket; never escalate a brand-new query.
     if ticket is None:
@@ -780,8 +789,8 @@ def _escalate(
     actions.append(InternalNote(policy.render(note, **ctx)))
     rule = "wake_deferred" if woken else "sla_breach" if is_breach else "escalate"
     why = f"{req.reason.value if req.reason else 'escalation'} -> {group}"
-    esc = replace(base, state=State.ESCALATED, group=group, first_contact_due=due, contacted_at=None)
-    return d.finish(event, State.ESCALATED, esc, rule, why, actions, actor, ref, req.delivery_id)
+    return d.finish(event, State.ESCALATED, base, rule, why, actions, actor, ref, req.delivery_id,
+                    group=group, first_contact_due=due, contacted_at=None)  # fmt: skip
 
 
 def _level_up(
@@ -796,7 +805,6 @@ def _level_up(
         note = f"No level {level} is configured in policy {policy.name}; the escalation stays at level {level - 1}."
         return d.finish(event, escalation.state, escalation, rule, f"{why}; no higher level",
                         [InternalNote(note)], actor, escalation.ticket_ref, delivery_id)  # fmt: skip
-    esc = replace(escalation, state=State.LEVEL_2, level=level, group=group, first_contact_due=None)
     note_name = "deadline_note" if rule == "deadline" else "level_2_note"
     due = _fmt(policy, escalation.region, escalation.first_contact_due)
     actions: list[Action] = [
@@ -806,7 +814,8 @@ def _level_up(
     ]
     if rule != "deadline":
         actions.insert(2, PublicReply(policy.render("level_2_reply", **ctx)))
-    return d.finish(event, State.LEVEL_2, esc, rule, why, actions, actor, escalation.ticket_ref, delivery_id)
+    return d.finish(event, State.LEVEL_2, escalation, rule, why, actions, actor, escalation.ticket_ref, delivery_id,
+                    level=level, group=group, first_contact_due=None)  # fmt: skip
 
 
 def _decide_command(policy: Policy, escalation: Escalation, cmd: ReviewCommand, now: datetime) -> Decision:
@@ -818,8 +827,8 @@ def _decide_command(policy: Policy, escalation: Escalation, cmd: ReviewCommand, 
     actor = cmd.actor
 
     def same(rule: str, why: str, actions: list[Action] | None = None, **changes: Any) -> Decision:
-        esc = replace(escalation, **changes)
-        return d.finish(event, escalation.state, esc, rule, why, actions or [], actor, ref, cmd.delivery_id)
+        return d.finish(event, escalation.state, escalation, rule, why, actions or [], actor, ref, cmd.delivery_id,
+                        **changes)  # fmt: skip
 
     if cmd.command is Command.CONFIRM:
         # LR7: confirmed; first contact within the promised business time from the request.
@@ -829,12 +838,9 @@ def _decide_command(policy: Policy, escalation: Escalation, cmd: ReviewCommand, 
         # A confirmed escalation is still Escalated: keep that tag (and the level tag).
         actions: list[Action] = d.state_tags(tags.confirmed, ticket, keep=(tags.escalated, tags.level_2))
         actions += [SetDue(due), PublicReply(policy.render("confirmed_reply", **ctx))]
-        esc = replace(escalation, state=State.CONFIRMED, first_contact_due=due)
-        contacted = Command.CONFIRM in policy.first_contact_satisfied_by
-        if contacted:
-            esc = replace(esc, contacted_at=now)
-        return d.finish(event, State.CONFIRMED, esc, "confirm", f"confirmed by {actor.id}", actions, actor, ref,
-                        cmd.delivery_id)  # fmt: skip
+        contacted = now if Command.CONFIRM in policy.first_contact_satisfied_by else escalation.contacted_at
+        return d.finish(event, State.CONFIRMED, escalation, "confirm", f"confirmed by {actor.id}", actions, actor, ref,
+                        cmd.delivery_id, first_contact_due=due, contacted_at=contacted)  # fmt: skip
 
     if cmd.command is Command.CANCEL:
         # LR6: cancelled with the lead's feedback; the ticket goes back to its previous group.
@@ -843,17 +849,15 @@ def _decide_command(policy: Policy, escalation: Escalation, cmd: ReviewCommand, 
         if escalation.previous_group and escalation.previous_group != escalation.group:
             actions.append(AssignGroup(escalation.previous_group))
         actions.append(PublicReply(policy.render("cancelled_reply", **ctx)))
-        esc = replace(escalation, state=State.CANCELLED, group=escalation.previous_group)
-        return d.finish(event, State.CANCELLED, esc, "cancel", cmd.feedback or "cancelled by a lead", actions, actor,
-                        ref, cmd.delivery_id)  # fmt: skip
+        return d.finish(event, State.CANCELLED, escalation, "cancel", cmd.feedback or "cancelled by a lead", actions,
+                        actor, ref, cmd.delivery_id, group=escalation.previous_group)  # fmt: skip
 
     if cmd.command is Command.NOT_HAPPY:
         return _level_up(d, escalation, event, actor, "second_request", "requester not happy", cmd.delivery_id)
 
     if cmd.command is Command.RESOLVE:
         # SD9: solving the ticket resolves the escalation; nothing to write back.
-        esc = replace(escalation, state=State.RESOLVED)
-        return d.finish(event, State.RESOLVED, esc, "resolve", "ticket solved", [], actor, ref, cmd.delivery_id)
+        return d.finish(event, State.RESOLVED, escalation, "resolve", "ticket solved", [], actor, ref, cmd.delivery_id)
 
     if cmd.command is Command.CONTACT:
         if escalation.contacted_at is not None:
