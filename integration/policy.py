@@ -198,7 +198,7 @@ class Policy:
         template = self.templates[name]
         context["policy_name"] = self.name
         ctx = template.new_context(context, shared=True)
-        return str(template.environment.concat(template.root_render_func(ctx))).strip()  # type: ignore[attr-defined]
+        return str(template.environment.concat(template.root_render_func(ctx))).strip()
 
 
 # --- loading -----------------------------------------------------------------------------

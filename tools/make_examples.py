@@ -87,7 +87,7 @@ def lead_review() -> dict[str, dict[str, Any]]:
                                           feedback="The resolution was correct: see KB-12.")
         | {"expect": {"state": "cancelled", "rule": "LR6"}},
         "lr7-lead-confirms": command_input("confirm", prior(lr, escalated))
-        | {"expect": {"state": "confirmed", "rule": "LR7", "first_contact_due": "2026-03-12T10:00:00+00:00"}},
+        | {"expect": {"state": "confirmed", "rule": "LR7", "first_contact_due": "2026-03-12T11:00:00+01:00"}},
         "lr8-business-urgency": with_(reason="business_urgency")
         | {"expect": {"state": "urgency_requested", "rule": "LR8"}},
         "sh3-sla-breach": with_(channel="sla_breach", reason="sla_violation", rationale=None,
