@@ -14,7 +14,6 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.environment import Template
@@ -523,7 +522,7 @@ REASON_LABELS = {
 def _fmt(policy: Policy, region: str | None, at: datetime | None) -> str:
     if at is None:
         return ""
-    local = at.astimezone(ZoneInfo(policy.calendar_for(region).timezone))
+    local = at.astimezone(policy.calendar_for(region).zone)
     return local.strftime("%a %d %b %Y %H:%M %Z")
 
 
@@ -595,7 +594,7 @@ class _Decider:
         last = escalation.last_event_at
         if self.event_at is not None and (last is None or self.event_at > last):
             last = self.event_at
-        escalation = replace(
+        escalation = _evolve(
             escalation, state=target, last_event_at=last, history=(*escalation.history, transition), **changes
         )
         return Decision(escalation=escalation, transition=transition, target_ref=target_ref)
@@ -606,6 +605,17 @@ class _Decider:
         if ticket is not None:
             stale = [t for t in stale if t in ticket.tags]
         return [AddTags((add,)), RemoveTags(tuple(stale))] if stale else [AddTags((add,))]
+
+
+_ESCALATION_FIELDS = tuple(Escalation.__dataclass_fields__)
+
+
+def _evolve(escalation: Escalation, **changes: Any) -> Escalation:
+    """dataclasses.replace without its per-call introspection: this runs for every decision."""
+    new = object.__new__(Escalation)
+    for name in _ESCALATION_FIELDS:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(escalation, name))
+    return new
 
 
 def decide(policy: Policy, escalation: Escalation | None, event: Event, now: datetime) -> Decision:
@@ -653,17 +663,17 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
         last_event_at=escalation.last_event_at if escalation else None,
         history=prior_history,
     )
-    ctx = d.context(
-        ticket=ticket,
-        request=req,
-        requester=req.requested_by,
-        reason=req.reason.value if req.reason else "",
-        reason_label=REASON_LABELS.get(req.reason, "") if req.reason else "",
-        rationale=req.rationale,
-        preferred_contact=req.preferred_contact,
-        group=policy.group_for(region),
-        level=base.level,
-    )
+    ctx: dict[str, Any] = {
+        "ticket": ticket,
+        "request": req,
+        "requester": req.requested_by,
+        "reason": req.reason or "",
+        "reason_label": REASON_LABELS.get(req.reason, "") if req.reason else "",
+        "rationale": req.rationale,
+        "preferred_contact": req.preferred_contact,
+        "group": policy.group_for(region),
+        "level": base.level,
+    }
 
     def out(target: State, rule: str, why: str, actions: list[Action], **changes: Any) -> Decision:
         return d.finish(event, target, base, rule, why, actions, actor, ref or req.origin_ref, req.delivery_id,
