@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = ["model", "policy", "workflow", "calendar", "service", "codec", "ports"]
+CORE = ["model", "policy", "workflow", "calendar", "service", "codec", "ports", "references"]
 FORBIDDEN = {"flask", "zenpy", "jira", "requests", "sqlalchemy", "huey", "adapters", "webhooks"}
 ROOT = Path(__file__).resolve().parents[2] / "integration"
 

@@ -1,0 +1,43 @@
+"""SD8: the ticket number an escalation email names, in the subject or the body."""
+
+from __future__ import annotations
+
+import pytest
+
+from integration.model import Platform
+from integration.references import find_ticket_reference
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "expected"),
+    [
+        ("Escalation for #12345", "", "12345"),
+        ("Please escalate", "Our ticket 4016 has waited three days.", "4016"),
+        ("Re: Ticket #98765 still broken", None, "98765"),
+        ("Escalation", "Request no. 555 and case: 777", "555"),
+        ("Urgent!!!", "Nothing works since this morning.", None),
+        ("Escalate #12 please", "see ticket 34", "12"),  # the subject wins
+        ("Meeting at 10:30", "Call me on 0161 496 0000", None),  # bare numbers are not tickets
+    ],
+)
+def test_zendesk_numbers(subject: str, body: str | None, expected: str | None) -> None:
+    assert find_ticket_reference(Platform.ZENDESK, subject, body) == expected
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "expected"),
+    [
+        ("Escalate SUP-123", "", "SUP-123"),
+        ("Please escalate", "Issue HELP-42 has been open for a week", "HELP-42"),
+        ("no key here", "ticket 123", None),
+        ("lowercase sup-123 is not a key", "", None),
+    ],
+)
+def test_jira_keys(subject: str, body: str, expected: str | None) -> None:
+    assert find_ticket_reference(Platform.JIRA, subject, body) == expected
+
+
+def test_the_request_ticket_itself_is_skipped() -> None:
+    subject = "Re: [SUP-900] Escalation received"
+    assert find_ticket_reference(Platform.JIRA, subject, "about SUP-12", exclude="SUP-900") == "SUP-12"
+    assert find_ticket_reference(Platform.ZENDESK, "Re: #9001", "about #12", exclude="9001") == "12"
