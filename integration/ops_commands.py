@@ -1,9 +1,493 @@
-"""Commands this part of the service adds to `tierup` (registered by integration.cli)."""
+"""Operations commands (serve, web, worker, inbox, redrive, history, db) and build_runtime, the wiring.
+
+Part of the composition root: it may import adapters and webhooks, inside functions, so that
+`tierup decide` does not pay for SQLAlchemy, Huey and Flask.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import importlib
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from integration.config import ConfigError, CoreSettings, load_env
+from integration.model import Platform
+from integration.ports import PlatformAdapter
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from integration.policy import Policy
+    from integration.processing import Worker
+    from integration.queue import HueyTicketLocks, TaskQueue
+    from integration.store import AuditEntry, Database, Inbox, SqlEscalationStore, StoredDelivery, SweepCursors
+    from webhooks.app import WebConfig
+    from webhooks.metrics import Metrics
+
+log = logging.getLogger("tierup")
+
+DEFAULT_LEASE_SECONDS = 300
+ADAPTER_MODULES = ("adapters.zendesk", "adapters.jira")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CommandError(Exception):
+    """Bad input to an ops command: printed as one line, exit status 2."""
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def one_line_errors(handler: Handler) -> Handler:
+    """Bad input and unreachable services end the command with one line on stderr and status 2.
+
+    Handled here rather than by integration.cli.main: run as `python -m integration.cli`,
+    that module is __main__ and its CommandError is not the one an import would see.
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        from redis.exceptions import RedisError
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from integration.logs import Redactor, secret_values
+
+        try:
+            return handler(args)
+        except CommandError as exc:
+            print(f"tierup: {exc}", file=sys.stderr)
+        except (SQLAlchemyError, RedisError, OSError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"tierup: {Redactor(secret_values(load_env()))(first)}", file=sys.stderr)
+        return 2
+
+    run.__doc__ = handler.__doc__
+    return run
+
+
+# --- the runtime ------------------------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    """Everything one process needs, wired from settings: store, queue, worker, adapters, web config."""
+
+    env: Mapping[str, str]
+    settings: CoreSettings
+    policy: Policy
+    adapters: dict[Platform, PlatformAdapter]
+    database: Database
+    inbox: Inbox
+    escalations: SqlEscalationStore
+    cursors: SweepCursors
+    tasks: TaskQueue
+    locks: HueyTicketLocks
+    worker: Worker
+    metrics: Metrics
+    clock: Callable[[], datetime] = utcnow
+    # Said once logging is up, after the mode line (which must come first).
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dry_run(self) -> bool:
+        """True when nothing will be written to a helpdesk (no platform has credentials)."""
+        return all(a.dry_run for a in self.adapters.values())
+
+    def mode_line(self) -> str:
+        """The first log line of every long-running command: dry run or live, per platform."""
+        platforms = ", ".join(
+            f"{p.value}: {'dry run' if a.dry_run else 'live'}" for p, a in sorted(self.adapters.items())
+        )
+        if self.dry_run:
+            return (
+                "dry-run mode: no helpdesk credentials, so decisions and planned actions are recorded "
+                f"and nothing is written to Zendesk or Jira ({platforms or 'no platform configured'})"
+            )
+        return f"live mode: {platforms}"
+
+    def web_config(self) -> WebConfig:
+        from webhooks.app import WebConfig
+
+        return WebConfig(
+            settings=self.settings,
+            adapters=self.adapters,
+            inbox=self.inbox,
+            enqueue=self.tasks.enqueue,
+            metrics=self.metrics,
+            checks={"database": self.database.ping, "queue": self.tasks.ping},
+            queue_depth=self.tasks.depth,
+            clock=self.clock,
+        )
+
+    def create_app(self) -> Flask:
+        from webhooks.app import create_app
+
+        return create_app(self.web_config())
+
+    def close(self) -> None:
+        self.database.dispose()
+        close = getattr(self.tasks.huey.storage, "close", None)
+        if callable(close):
+            close()
+
+
+def _setting_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def build_adapters(env: Mapping[str, str], policy: Policy) -> tuple[dict[Platform, PlatformAdapter], list[str]]:
+    """Each platform's adapter from `adapters.<platform>.build_adapter(env, policy)`; None means not configured."""
+    adapters: dict[Platform, PlatformAdapter] = {}
+    notes: list[str] = []
+    for name in ADAPTER_MODULES:
+        module = importlib.import_module(name)
+        build = getattr(module, "build_adapter", None)
+        if build is None:
+            # The adapters are built in parallel with this module; until one lands, its platform is off.
+            notes.append(f"{name} has no build_adapter yet; that platform is off")
+            continue
+        adapter = build(env, policy)
+        if adapter is not None:
+            adapters[adapter.platform] = adapter
+    return adapters, notes
+
+
+def build_runtime(
+    env: Mapping[str, str],
+    *,
+    adapters: Mapping[Platform, PlatformAdapter] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Runtime:
+    """Wire settings → policy → adapters → store → Huey → worker (the web app is built from it on demand).
+
+    Nothing is migrated or started here; commands do that. `adapters` replaces the
+    configured ones (tests).
+    """
+    from integration.policy import load_policy
+    from integration.processing import Worker
+    from integration.queue import HueyTicketLocks, TaskQueue, make_huey
+    from integration.store import Database, Inbox, SqlEscalationStore, SweepCursors
+    from webhooks.metrics import Metrics
+
+    settings = CoreSettings.from_env(env)
+    lease = _setting_seconds(env, "TIERUP_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)
+    policy = load_policy(settings.policy)
+    notes: list[str] = []
+    if adapters is None:
+        built, notes = build_adapters(env, policy)
+    else:
+        built = dict(adapters)
+    database = Database(settings.database_url)
+    inbox = Inbox(database)
+    escalations = SqlEscalationStore(database, inbox)
+    tasks = TaskQueue(make_huey(settings))
+    locks = HueyTicketLocks(tasks.huey, lease_seconds=lease)
+    metrics = Metrics()
+    worker = Worker(
+        inbox=inbox,
+        escalations=escalations,
+        adapters=built,
+        policy=policy,
+        locks=locks,
+        schedule=tasks.schedule,
+        clock=clock,
+        metrics=metrics,
+        lease_seconds=lease,
+    )
+    tasks.attach(
+        worker, deadline_interval=settings.deadline_interval_seconds, recovery_interval=max(60.0, lease / 2)
+    )
+    return Runtime(
+        env=env, settings=settings, policy=policy, adapters=built, database=database, inbox=inbox,
+        escalations=escalations, cursors=SweepCursors(database), tasks=tasks, locks=locks, worker=worker,
+        metrics=metrics, clock=clock, notes=notes,
+    )  # fmt: skip
+
+
+def _start(args: argparse.Namespace, *, announce: bool) -> Runtime:
+    """Settings, logging, runtime and migrations for a command; long-running ones announce their mode first."""
+    from integration.logs import configure_logging, secret_values
+
+    env = load_env()
+    settings = CoreSettings.from_env(env)
+    configure_logging(settings.log_level if announce else "WARNING", secrets=secret_values(env))
+    runtime = build_runtime(env)
+    if announce:
+        log.info(runtime.mode_line(), extra={"dry_run": runtime.dry_run})
+    for note in runtime.notes:
+        log.info(note)
+    runtime.database.upgrade()
+    return runtime
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Web server and worker in one process on the embedded defaults."""
+    from werkzeug.serving import make_server
+
+    runtime = _start(args, announce=True)
+    runtime.worker.recover_in_flight()
+    consumer = runtime.tasks.consumer(workers=args.workers)
+    server = make_server(args.host, args.port, runtime.create_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+    thread.start()
+    log.info("listening on http://%s:%d", args.host, server.server_port)
+    try:
+        # The consumer owns the main thread: it handles SIGINT/SIGTERM and returns on either.
+        consumer.run()
+    finally:
+        server.shutdown()
+        runtime.close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The worker alone: run it on as many machines as needed (with DATABASE_URL and REDIS_URL)."""
+    runtime = _start(args, announce=True)
+    runtime.worker.recover_in_flight()
+    try:
+        runtime.tasks.consumer(workers=args.workers).run()
+    finally:
+        runtime.close()
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """The web server alone, under gunicorn."""
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+    runtime = _start(args, announce=True)
+    runtime.close()  # each gunicorn worker builds its own after the fork
+
+    def load_app() -> Any:
+        from integration.logs import configure_logging, secret_values
+
+        env = load_env()
+        configure_logging(CoreSettings.from_env(env).log_level, secrets=secret_values(env))
+        return build_runtime(env).create_app()
+
+    options = {"bind": f"{args.host}:{args.port}", "workers": args.workers, "worker_class": "gthread", "threads": 4}
+
+    class TierupWeb(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return load_app()
+
+    TierupWeb().run()
+    return 0
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    """List deliveries, newest first."""
+    from integration.store import DeliveryStatus
+
+    runtime = _start(args, announce=False)
+    try:
+        statuses: list[DeliveryStatus] = [DeliveryStatus.FAILED] if args.failed else []
+        if args.status:
+            statuses.append(DeliveryStatus(args.status))
+        rows = runtime.inbox.recent(statuses=statuses, limit=args.limit)
+    finally:
+        runtime.close()
+    if args.json:
+        print(json.dumps([_delivery_json(r) for r in rows], indent=2, ensure_ascii=False))
+    else:
+        print(_inbox_table(rows))
+    return 0
+
+
+def _delivery_json(row: StoredDelivery) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "platform": row.platform.value,
+        "delivery_id": row.delivery_id,
+        "kind": row.kind,
+        "ticket_ref": row.ticket_ref,
+        "status": row.status.value,
+        "attempts": row.attempts,
+        "received_at": row.received_at.isoformat(),
+        "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
+        "last_error": row.last_error,
+        "headers": dict(row.headers),
+    }
+
+
+def _inbox_table(rows: Sequence[StoredDelivery]) -> str:
+    if not rows:
+        return "no deliveries"
+    header = ("id", "received", "platform", "kind", "ticket", "status", "tries", "delivery id", "last error")
+    lines = [
+        (
+            str(r.id), r.received_at.strftime("%Y-%m-%d %H:%M:%S"), r.platform.value, r.kind, r.ticket_ref or "-",
+            r.status.value, str(r.attempts), r.delivery_id, _one_line(r.last_error or "", 80),
+        )
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    return "\n".join(out)
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    """Queue deliveries again: the ids given, or every failed one."""
+    if bool(args.ids) == bool(args.failed):
+        raise CommandError("redrive: give delivery ids or --failed (not both)")
+    runtime = _start(args, announce=False)
+    try:
+        ids = runtime.inbox.requeue(args.ids, failed=args.failed, now=runtime.clock())
+        missing = sorted(set(args.ids) - set(ids))
+        if missing:
+            raise CommandError(f"redrive: no delivery with id {', '.join(map(str, missing))}")
+        for row_id in ids:
+            runtime.tasks.enqueue(row_id)
+    finally:
+        runtime.close()
+    print(f"requeued {len(ids)} deliver{'y' if len(ids) == 1 else 'ies'}" + (f": {_ids(ids)}" if ids else ""))
+    return 0
+
+
+def _ids(ids: Sequence[int]) -> str:
+    shown = ", ".join(map(str, ids[:50]))
+    return shown + (f" and {len(ids) - 50} more" if len(ids) > 50 else "")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Print an escalation's audit trail."""
+    from integration.codec import escalation_to_json
+
+    runtime = _start(args, announce=False)
+    try:
+        platform = _history_platform(runtime, args.ticket, args.platform)
+        if args.json:
+            escalation = runtime.escalations.load(platform, args.ticket)
+            assert escalation is not None
+            print(json.dumps(escalation_to_json(escalation), indent=2, ensure_ascii=False))
+            return 0
+        entries = runtime.escalations.history(platform, args.ticket)
+    finally:
+        runtime.close()
+    print(_history_text(platform, args.ticket, entries))
+    return 0
+
+
+def _history_platform(runtime: Runtime, ticket: str, given: str | None) -> Platform:
+    found = runtime.escalations.platforms_of(ticket)
+    if given:
+        platform = Platform(given)
+        if platform not in found:
+            raise CommandError(f"history: no escalation for {platform.value} ticket {ticket}")
+        return platform
+    if not found:
+        raise CommandError(f"history: no escalation for ticket {ticket}")
+    if len(found) > 1:
+        raise CommandError(f"history: ticket {ticket} exists on {' and '.join(p.value for p in found)}; "
+                           "choose one with --platform")  # fmt: skip
+    return found[0]
+
+
+def _history_text(platform: Platform, ticket: str, entries: Sequence[AuditEntry]) -> str:
+    from integration.codec import action_to_json
+
+    lines = [f"{platform.value} ticket {ticket}: {len(entries)} transition{'s' if len(entries) != 1 else ''}"]
+    for e in entries:
+        t = e.transition
+        lines.append(
+            f"{t.at.isoformat()}  {t.rule:<5} {t.event:<16} {t.from_state or '-'} -> {t.to_state}"
+            f"  by {t.actor}{'  (dry run)' if e.dry_run else ''}"
+        )
+        lines.append(f"    why: {_one_line(t.why, 200)}")
+        if t.delivery_id:
+            lines.append(f"    delivery: {t.delivery_id}")
+        for action in t.actions:
+            data = action_to_json(action)
+            kind = data.pop("kind")
+            detail = " ".join(f"{k}={_one_line(str(v), 100)}" for k, v in data.items())
+            lines.append(f"    - {kind}: {detail}".rstrip())
+    return "\n".join(lines)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Run the database migrations."""
+    from sqlalchemy.engine import make_url
+
+    runtime = _start(args, announce=False)
+    try:
+        revision = runtime.database.current_revision()
+        shown = make_url(runtime.database.url).render_as_string(hide_password=True)
+    finally:
+        runtime.close()
+    print(f"database at revision {revision} ({shown})")
+    return 0
 
 
 def register(sub: Any) -> None:
     """Add this module's subcommands to the `tierup` parser."""
+    serve = sub.add_parser("serve", help="run the web server and the worker in one process (embedded defaults)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=2, help="worker threads (default 2)")
+    serve.set_defaults(handler=one_line_errors(cmd_serve))
+
+    web = sub.add_parser("web", help="run the web server alone (gunicorn)")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8080)
+    web.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    web.set_defaults(handler=one_line_errors(cmd_web))
+
+    worker = sub.add_parser("worker", help="run the worker alone")
+    worker.add_argument("--workers", type=int, default=4, help="worker threads (default 4)")
+    worker.set_defaults(handler=one_line_errors(cmd_worker))
+
+    inbox = sub.add_parser("inbox", help="list webhook deliveries, newest first")
+    inbox.add_argument("--failed", action="store_true", help="only the failed ones")
+    inbox.add_argument(
+        "--status", choices=("queued", "processing", "retrying", "processed", "ignored", "failed"), default=None
+    )
+    inbox.add_argument("--limit", type=int, default=50)
+    inbox.add_argument("--json", action="store_true")
+    inbox.set_defaults(handler=one_line_errors(cmd_inbox))
+
+    redrive = sub.add_parser("redrive", help="run deliveries again: by id, or every failed one")
+    redrive.add_argument("ids", nargs="*", type=int, metavar="ID")
+    redrive.add_argument("--failed", action="store_true", help="every failed delivery")
+    redrive.set_defaults(handler=one_line_errors(cmd_redrive))
+
+    history = sub.add_parser("history", help="print an escalation's audit trail")
+    history.add_argument("ticket", metavar="TICKET")
+    history.add_argument("--platform", choices=[p.value for p in Platform], default=None)
+    history.add_argument("--json", action="store_true", help="the escalation with its history, as JSON")
+    history.set_defaults(handler=one_line_errors(cmd_history))
+
+    db = sub.add_parser("db", help="database maintenance")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = dbsub.add_parser("upgrade", help="run the migrations up to the newest")
+    upgrade.set_defaults(handler=one_line_errors(cmd_db_upgrade))

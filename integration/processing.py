@@ -1,0 +1,391 @@
+"""The worker: a stored delivery goes through parse → decide → apply → record, one ticket at a time.
+
+Per-ticket order: every delivery row has an increasing id. A job takes its ticket's lock and
+then runs all of that ticket's pending deliveries in id order, so whichever job gets the
+lock first does the earlier ones; a job that finds the lock taken comes back shortly. A
+delivery waiting for a retry holds back the later ones of its ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from sqlalchemy.exc import OperationalError
+
+from integration.logs import log_context
+from integration.model import (
+    SYSTEM,
+    Action,
+    Command,
+    Decision,
+    Escalation,
+    Ignored,
+    Platform,
+    ReviewCommand,
+    TicketSnapshot,
+)
+from integration.policy import Policy
+from integration.ports import (
+    Conflict,
+    Gateway,
+    GatewayError,
+    PayloadError,
+    PermanentError,
+    PlatformAdapter,
+    TransientError,
+)
+from integration.service import handle_event
+from integration.store import PENDING_STATUSES, DeliveryStatus, Inbox, SqlEscalationStore, StoredDelivery
+
+log = logging.getLogger("tierup.worker")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Outcome(StrEnum):
+    """What one run did with one delivery."""
+
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not pending any more: an earlier job of its ticket ran it
+    BUSY = "busy"  # its ticket's lock was taken: the job comes back shortly
+    WAITING = "waiting"  # a retry that is not due yet
+
+
+class TicketLock(Protocol):
+    def refresh(self) -> None:
+        """Extend the lease: the holder is still working."""
+        ...
+
+
+class TicketLocks(Protocol):
+    """Mutual exclusion per ticket, across threads, processes and machines."""
+
+    def hold(self, platform: Platform, ticket_ref: str) -> AbstractContextManager[TicketLock | None]:
+        """The lock while the block runs, or None when someone else holds it."""
+        ...
+
+
+Schedule = Callable[[int, float], None]  # (delivery row id, delay in seconds); 0 = now
+
+
+class WorkerMetrics(Protocol):
+    def delivery_done(self, platform: Platform, outcome: str, seconds: float) -> None: ...
+
+    def api_call(self, platform: Platform, operation: str, status: str) -> None: ...
+
+
+class NoMetrics:
+    """Counts nothing (tests, commands that do not serve /metrics)."""
+
+    def delivery_done(self, platform: Platform, outcome: str, seconds: float) -> None:
+        pass
+
+    def api_call(self, platform: Platform, operation: str, status: str) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff for transient failures; a server's Retry-After wins when it says more."""
+
+    base_seconds: float = 5.0
+    factor: float = 2.0
+    max_seconds: float = 15 * 60.0
+    max_attempts: int = 8
+    max_retry_after: float = 6 * 3600.0  # a Retry-After beyond this is a typo or an outage page
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        backoff = min(self.base_seconds * self.factor ** max(attempt - 1, 0), self.max_seconds)
+        if retry_after is not None and retry_after > 0:
+            return max(min(retry_after, self.max_retry_after), 0.0)
+        return backoff
+
+
+def _status_of(exc: BaseException) -> str:
+    if isinstance(exc, Conflict):
+        return "conflict"
+    if isinstance(exc, TransientError):
+        return "transient"
+    if isinstance(exc, PermanentError):
+        return "permanent"
+    return "error"
+
+
+@dataclass
+class InstrumentedGateway:
+    """A gateway that counts its calls by platform, operation and outcome for /metrics."""
+
+    inner: Gateway
+    metrics: WorkerMetrics
+    platform: Platform = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.platform = self.inner.platform
+
+    def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
+        try:
+            found = self.inner.snapshot(ref, hint)
+        except Exception as exc:
+            self.metrics.api_call(self.platform, "snapshot", _status_of(exc))
+            raise
+        self.metrics.api_call(self.platform, "snapshot", "ok" if found is not None else "not_found")
+        return found
+
+    def apply(
+        self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
+    ) -> None:
+        try:
+            self.inner.apply(ref, actions, snapshot=snapshot, key=key, retry=retry)
+        except Exception as exc:
+            self.metrics.api_call(self.platform, "apply", _status_of(exc))
+            raise
+        self.metrics.api_call(self.platform, "apply", "ok")
+
+
+@dataclass
+class DeliveryStore:
+    """The EscalationStore for one delivery: saving a decision also marks the delivery processed."""
+
+    escalations: SqlEscalationStore
+    delivery_row_id: int | None
+    dry_run: bool
+    saved: bool = False
+
+    def load(self, platform: Platform, ticket_ref: str) -> Escalation | None:
+        return self.escalations.load(platform, ticket_ref)
+
+    def save(self, decision: Decision) -> None:
+        self.escalations.record(decision, delivery_row_id=self.delivery_row_id, dry_run=self.dry_run)
+        self.saved = True
+
+
+def deadline_already_handled(escalation: Escalation) -> bool:
+    """True when this first-contact deadline already went through the policy (level-up happens once)."""
+    due = escalation.first_contact_due
+    if due is None:
+        return False
+    return any(t.event == Command.DEADLINE_MISSED.value and t.at >= due for t in escalation.history)
+
+
+class Worker:
+    """Runs stored deliveries, the deadline check and in-flight recovery."""
+
+    def __init__(
+        self,
+        *,
+        inbox: Inbox,
+        escalations: SqlEscalationStore,
+        adapters: Mapping[Platform, PlatformAdapter],
+        policy: Policy,
+        locks: TicketLocks,
+        schedule: Schedule,
+        clock: Callable[[], datetime] = utcnow,
+        metrics: WorkerMetrics | None = None,
+        retry: RetryPolicy | None = None,
+        lock_retry_seconds: float = 1.0,
+        lease_seconds: float = 300.0,
+    ) -> None:
+        self.inbox = inbox
+        self.escalations = escalations
+        self.adapters = adapters
+        self.policy = policy
+        self.locks = locks
+        self.schedule = schedule
+        self.clock = clock
+        self.metrics: WorkerMetrics = metrics or NoMetrics()
+        self.retry = retry or RetryPolicy()
+        self.lock_retry_seconds = lock_retry_seconds
+        self.lease_seconds = lease_seconds
+
+    # --- deliveries -----------------------------------------------------------------------
+
+    def process(self, row_id: int) -> list[tuple[int, Outcome]]:
+        """Run delivery `row_id` (and, holding its ticket's lock, every earlier pending one of that ticket)."""
+        row = self.inbox.get(row_id)
+        if row is None:
+            log.warning("delivery row %s is not in the inbox", row_id)
+            return [(row_id, Outcome.SKIPPED)]
+        if row.status not in PENDING_STATUSES:
+            return [(row_id, Outcome.SKIPPED)]
+        if row.ticket_ref is None:
+            return [(row.id, self._run_one(row, own=True))]
+        with self.locks.hold(row.platform, row.ticket_ref) as lock:
+            if lock is None:
+                # Another job is working on this ticket; come back rather than block a consumer thread.
+                self.schedule(row.id, self.lock_retry_seconds)
+                return [(row.id, Outcome.BUSY)]
+            return self._drain(row, lock)
+
+    def _drain(self, row: StoredDelivery, lock: TicketLock) -> list[tuple[int, Outcome]]:
+        assert row.ticket_ref is not None
+        done: list[tuple[int, Outcome]] = []
+        seen: set[int] = set()
+        while True:
+            head = self.inbox.next_for_ticket(row.platform, row.ticket_ref)
+            if head is None or head.id in seen:
+                break
+            seen.add(head.id)
+            outcome = self._run_one(head, own=head.id == row.id)
+            done.append((head.id, outcome))
+            if outcome in (Outcome.RETRYING, Outcome.WAITING, Outcome.SKIPPED):
+                # Keep the ticket's order: later deliveries wait until this one is through.
+                break
+            lock.refresh()
+        return done
+
+    def _run_one(self, row: StoredDelivery, *, own: bool) -> Outcome:
+        now = self.clock()
+        if row.status is DeliveryStatus.RETRYING and row.next_attempt_at and row.next_attempt_at > now:
+            if own:
+                # This job came early (clock skew, a redundant job): keep the retry's appointment.
+                self.schedule(row.id, (row.next_attempt_at - now).total_seconds())
+            return Outcome.WAITING
+        claimed = self.inbox.claim(row.id, now)
+        if claimed is None:
+            return Outcome.SKIPPED
+        with log_context(delivery_id=claimed.delivery_id, ticket_ref=claimed.ticket_ref):
+            started = time.perf_counter()
+            outcome = self._execute(claimed)
+            self.metrics.delivery_done(claimed.platform, outcome.value, time.perf_counter() - started)
+            return outcome
+
+    def _execute(self, row: StoredDelivery) -> Outcome:
+        adapter = self.adapters.get(row.platform)
+        if adapter is None:
+            return self._fail(row, f"{row.platform.value} is not configured on this worker")
+        try:
+            parsed = adapter.parse(row.to_delivery())
+            if isinstance(parsed, Ignored):
+                self.inbox.mark_ignored(row.id, parsed.reason, self.clock())
+                log.info("ignored: %s", parsed.reason)
+                return Outcome.IGNORED
+            # The transition key comes from the delivery id: a re-run must present the same one.
+            event = parsed if parsed.delivery_id else replace(parsed, delivery_id=row.delivery_id)
+            store = DeliveryStore(self.escalations, row.id, dry_run=adapter.dry_run)
+            result = handle_event(
+                event,
+                policy=self.policy,
+                gateway=InstrumentedGateway(adapter.gateway, self.metrics),
+                store=store,
+                clock=self.clock,
+                retry=row.attempts > 1,
+            )
+        except (TransientError, Conflict) as exc:
+            return self._retry_later(row, exc)
+        except OperationalError as exc:
+            # The database went away or stayed locked: worth another go, like a 503.
+            return self._retry_later(row, exc)
+        except (PermanentError, PayloadError) as exc:
+            return self._fail(row, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            log.exception("unexpected error while processing")
+            return self._fail(row, f"unexpected {type(exc).__name__}: {exc}")
+        if isinstance(result, Ignored):
+            self.inbox.mark_ignored(row.id, result.reason, self.clock())
+            log.info("ignored: %s", result.reason)
+            return Outcome.IGNORED
+        if not store.saved:
+            self.inbox.mark_processed(row.id, self.clock())
+        mode = "planned (dry run)" if adapter.dry_run else "applied"
+        log.info(
+            "%s: %s -> %s, %d actions %s",
+            result.rule,
+            result.transition.from_state or "new",
+            result.state,
+            len(result.actions),
+            mode,
+        )
+        return Outcome.PROCESSED
+
+    def _retry_later(self, row: StoredDelivery, exc: Exception) -> Outcome:
+        attempt = row.attempts
+        reason = f"{type(exc).__name__}: {exc}"
+        if attempt >= self.retry.max_attempts:
+            return self._fail(row, f"gave up after {attempt} attempts: {reason}")
+        delay = self.retry.delay(attempt, getattr(exc, "retry_after", None))
+        now = self.clock()
+        self.inbox.mark_retrying(row.id, f"attempt {attempt}: {reason}", now + timedelta(seconds=delay), now)
+        self.schedule(row.id, delay)
+        log.warning("attempt %d failed (%s); retrying in %.1fs", attempt, reason, delay)
+        return Outcome.RETRYING
+
+    def _fail(self, row: StoredDelivery, reason: str) -> Outcome:
+        self.inbox.mark_failed(row.id, reason, self.clock())
+        log.error("failed: %s", reason)
+        return Outcome.FAILED
+
+    # --- recovery -------------------------------------------------------------------------
+
+    def recover_in_flight(self, *, older_than: datetime | None = None) -> list[int]:
+        """Queue again what a dead worker (or a lost job) left behind for longer than the lease."""
+        now = self.clock()
+        cutoff = older_than or now - timedelta(seconds=self.lease_seconds)
+        ids = self.inbox.recover_in_flight(older_than=cutoff, now=now)
+        for row_id in ids:
+            self.schedule(row_id, 0.0)
+        if ids:
+            log.warning("recovered %d deliveries left in flight: %s", len(ids), ", ".join(map(str, ids[:20])))
+        return ids
+
+    # --- SH4: the deadline check ----------------------------------------------------------
+
+    def check_deadlines(self) -> list[Decision | Ignored]:
+        """Send every open escalation whose first-contact time passed without contact through the policy."""
+        results: list[Decision | Ignored] = []
+        for overdue in self.escalations.overdue(self.clock()):
+            adapter = self.adapters.get(overdue.platform)
+            if adapter is None or deadline_already_handled(overdue):
+                continue
+            with self.locks.hold(overdue.platform, overdue.ticket_ref) as lock:
+                if lock is None:
+                    continue  # the ticket is busy; the next check sees it again
+                result = self._deadline(adapter, overdue)
+                if result is not None:
+                    results.append(result)
+        return results
+
+    def _deadline(self, adapter: PlatformAdapter, overdue: Escalation) -> Decision | Ignored | None:
+        current = self.escalations.load(overdue.platform, overdue.ticket_ref)
+        now = self.clock()
+        due = current.first_contact_due if current else None
+        if current is None or due is None or due > now or current.contacted_at or deadline_already_handled(current):
+            return None
+        key = f"deadline:{due.isoformat()}"
+        command = ReviewCommand(
+            platform=current.platform,
+            ticket_ref=current.ticket_ref,
+            command=Command.DEADLINE_MISSED,
+            actor=SYSTEM,
+            received_at=now,
+            delivery_id=key,
+        )
+        with log_context(delivery_id=key, ticket_ref=current.ticket_ref):
+            try:
+                result = handle_event(
+                    command,
+                    policy=self.policy,
+                    gateway=InstrumentedGateway(adapter.gateway, self.metrics),
+                    store=DeliveryStore(self.escalations, None, dry_run=adapter.dry_run),
+                    clock=self.clock,
+                    # A run that wrote and then died left no record: check before writing again.
+                    retry=True,
+                )
+            except GatewayError as exc:
+                log.warning("deadline check could not update the ticket (%s); trying again next time", exc)
+                return None
+            if isinstance(result, Decision):
+                log.info("deadline missed: %s -> %s (%s)", result.transition.from_state, result.state, result.rule)
+            return result

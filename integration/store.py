@@ -1,0 +1,710 @@
+"""Persistence (SQLAlchemy 2): the delivery inbox, escalations, their audit trail, sweep cursors.
+
+`DATABASE_URL` selects the database; the default is a SQLite file in the working directory,
+opened in WAL mode with a busy timeout so the web server and the worker can share it. The
+schema is owned by the Alembic migrations in integration/migrations (`Database.upgrade`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from integration.codec import action_from_json, action_to_json, escalation_from_json, escalation_to_json
+from integration.model import OPEN_STATES, Decision, Escalation, Platform, State, Transition
+from integration.ports import Delivery
+
+DEFAULT_DATABASE_URL = "sqlite:///tierup.db"
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"  # stored, a job is (or will be) on the queue
+    PROCESSING = "processing"  # a worker claimed it; left like this only by a worker that died
+    RETRYING = "retrying"  # a transient failure; next_attempt_at says when
+    PROCESSED = "processed"  # decided, applied and recorded
+    IGNORED = "ignored"  # the adapter or the service found nothing to do
+    FAILED = "failed"  # a permanent failure; `tierup redrive` runs it again
+
+
+# Deliveries a worker still has to run, in the order they must run.
+PENDING_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING, DeliveryStatus.PROCESSING)
+
+
+# --- columns -------------------------------------------------------------------------------
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, whatever the database keeps (SQLite keeps naive text)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: every stored time carries its offset")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; elsewhere the ids are 64-bit.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DeliveryRow(Base):
+    """The inbox: one row per webhook delivery, unique per platform and delivery id."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(100))
+    ticket_ref: Mapped[str | None] = mapped_column(String(100))
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("platform", "delivery_id", name="uq_deliveries_platform_delivery_id"),
+        Index("ix_deliveries_ticket", "platform", "ticket_ref", "status", "id"),
+        Index("ix_deliveries_status", "status", "updated_at"),
+    )
+
+
+class EscalationRow(Base):
+    """One escalation per ticket: the full record as JSON plus the columns queries need."""
+
+    __tablename__ = "escalations"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    ticket_ref: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(32))
+    level: Mapped[int] = mapped_column(Integer)
+    group_name: Mapped[str | None] = mapped_column(String(255))
+    first_contact_due: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    contacted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("platform", "ticket_ref", name="uq_escalations_platform_ticket_ref"),
+        Index("ix_escalations_state_due", "state", "first_contact_due"),
+        Index("ix_escalations_group", "group_name"),
+        Index("ix_escalations_updated", "updated_at"),
+    )
+
+
+class TransitionRow(Base):
+    """The audit trail: who moved which escalation where, when, why, and with which actions."""
+
+    __tablename__ = "transitions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[int] = mapped_column(Id, ForeignKey("escalations.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))
+    ticket_ref: Mapped[str] = mapped_column(String(100))
+    seq: Mapped[int] = mapped_column(Integer)  # position in the escalation's history
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    event: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(255))
+    rule: Mapped[str] = mapped_column(String(64))
+    why: Mapped[str] = mapped_column(Text)
+    actions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    delivery_id: Mapped[str | None] = mapped_column(String(255))
+    # True when no helpdesk credentials were configured: the actions were planned, not written.
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        UniqueConstraint("escalation_id", "seq", name="uq_transitions_escalation_seq"),
+        Index("ix_transitions_ticket", "platform", "ticket_ref", "seq"),
+    )
+
+
+class SweepCursorRow(Base):
+    """Where a periodic sweep (SLA events, JQL) left off, per platform and sweep."""
+
+    __tablename__ = "sweep_cursors"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# --- the database --------------------------------------------------------------------------
+
+
+def normalise_url(url: str) -> str:
+    """SQLAlchemy URL for `DATABASE_URL`: plain postgresql:// means psycopg 3 (the installed driver)."""
+    return re.sub(r"^postgres(?:ql)?://", "postgresql+psycopg://", url.strip())
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases (and in-memory SQLite)."""
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and write-ahead transactions."""
+    url = normalise_url(url)
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    path = sqlite_path(url)
+    if path is not None and path.parent != Path():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy (below) decide when transactions begin, instead of the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Take the write lock up front: a deferred transaction that later writes fails at once
+        # with "database is locked" when another process wrote meanwhile; the busy timeout
+        # only helps a transaction that asks for the lock when it starts.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """One database: the engine, transactions, readiness and migrations."""
+
+    def __init__(self, url: str = DEFAULT_DATABASE_URL) -> None:
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits together at the end of the block (or rolls back)."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the Alembic migrations up to `revision`."""
+        from alembic import command
+
+        with self.engine.connect() as connection:
+            command.upgrade(alembic_config(self.url, connection), revision)
+            connection.commit()
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str, connection: Any = None) -> Any:
+    """The Alembic configuration for the packaged migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # ConfigParser interpolates %; a password may contain one.
+    config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+# --- the inbox ------------------------------------------------------------------------------
+
+
+class HeaderMap(Mapping[str, str]):
+    """Headers looked up case-insensitively, as HTTP means them; keeps the names as received."""
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._items: dict[str, tuple[str, str]] = {k.lower(): (k, v) for k, v in pairs}
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key.lower()][1]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._items
+
+    def __repr__(self) -> str:
+        return f"HeaderMap({dict(self.items())!r})"
+
+
+# Header names never stored or logged, whatever the platform calls them.
+_SECRET_HEADER = re.compile(r"authorization|cookie|signature|secret|token|password|api[-_]?key", re.IGNORECASE)
+# Headers worth keeping: delivery ids, event types, timestamps, retry counts.
+_USEFUL_HEADER = re.compile(
+    r"^(content-type|user-agent|x-[\w-]*(id|identifier|event|timestamp|retry|attempt|delivery|topic|hook)[\w-]*)$",
+    re.IGNORECASE,
+)
+
+
+def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers that matter for parsing and tracing; never a signature or credential."""
+    return {k: v for k, v in headers.items() if _USEFUL_HEADER.match(k) and not _SECRET_HEADER.search(k)}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    """A delivery as the inbox holds it."""
+
+    id: int
+    platform: Platform
+    delivery_id: str
+    kind: str
+    ticket_ref: str | None
+    headers: Mapping[str, str]
+    body: bytes
+    received_at: datetime
+    occurred_at: datetime | None
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    updated_at: datetime
+    processed_at: datetime | None
+
+    def to_delivery(self) -> Delivery:
+        """The port's view of it for adapter.parse; `attempt` counts this run."""
+        return Delivery(
+            platform=self.platform,
+            delivery_id=self.delivery_id,
+            headers=HeaderMap(self.headers),
+            body=self.body,
+            received_at=self.received_at,
+            attempt=max(self.attempts, 1),
+        )
+
+
+def _stored(row: DeliveryRow) -> StoredDelivery:
+    return StoredDelivery(
+        id=row.id,
+        platform=Platform(row.platform),
+        delivery_id=row.delivery_id,
+        kind=row.kind,
+        ticket_ref=row.ticket_ref,
+        headers=dict(row.headers or {}),
+        body=bytes(row.body),
+        received_at=row.received_at,
+        occurred_at=row.occurred_at,
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
+        updated_at=row.updated_at,
+        processed_at=row.processed_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The outcome of writing a delivery to the inbox."""
+
+    id: int
+    created: bool  # False: the same platform + delivery id was stored before
+
+
+class Inbox:
+    """The deliveries table: what arrived, and how far each delivery got."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(
+        self, delivery: Delivery, *, kind: str, ticket_ref: str | None, occurred_at: datetime | None = None
+    ) -> Recorded:
+        """Store a verified delivery as queued, or find the earlier copy of it (a sender's retry)."""
+        row = DeliveryRow(
+            platform=delivery.platform.value,
+            delivery_id=delivery.delivery_id,
+            kind=kind[:100],
+            ticket_ref=ticket_ref,
+            headers=stored_headers(delivery.headers),
+            body=delivery.body,
+            received_at=delivery.received_at,
+            occurred_at=occurred_at,
+            status=DeliveryStatus.QUEUED.value,
+            attempts=0,
+            updated_at=delivery.received_at,
+        )
+        try:
+            with self.db.transaction() as session:
+                session.add(row)
+                session.flush()
+                return Recorded(row.id, created=True)
+        except IntegrityError:
+            # The unique constraint on (platform, delivery_id) decides, even between processes.
+            existing = self.find(delivery.platform, delivery.delivery_id)
+            if existing is None:
+                raise
+            return Recorded(existing.id, created=False)
+
+    def get(self, id: int) -> StoredDelivery | None:
+        with self.db.transaction() as session:
+            row = session.get(DeliveryRow, id)
+            return _stored(row) if row else None
+
+    def find(self, platform: Platform, delivery_id: str) -> StoredDelivery | None:
+        with self.db.transaction() as session:
+            query = select(DeliveryRow).where(
+                DeliveryRow.platform == platform.value, DeliveryRow.delivery_id == delivery_id
+            )
+            row = session.scalars(query).first()
+            return _stored(row) if row else None
+
+    def recent(self, *, statuses: Sequence[DeliveryStatus] = (), limit: int = 50) -> list[StoredDelivery]:
+        """The newest deliveries first, optionally only those in `statuses`."""
+        query = select(DeliveryRow).order_by(DeliveryRow.id.desc()).limit(limit)
+        if statuses:
+            query = query.where(DeliveryRow.status.in_([s.value for s in statuses]))
+        with self.db.transaction() as session:
+            return [_stored(r) for r in session.scalars(query)]
+
+    def counts(self) -> dict[DeliveryStatus, int]:
+        """How many deliveries are in each status."""
+        with self.db.transaction() as session:
+            rows = session.execute(select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)).all()
+        found = {DeliveryStatus(status): int(n) for status, n in rows}
+        return {s: found.get(s, 0) for s in DeliveryStatus}
+
+    def next_for_ticket(self, platform: Platform, ticket_ref: str) -> StoredDelivery | None:
+        """The ticket's earliest delivery still to run: per-ticket order is arrival (id) order."""
+        with self.db.transaction() as session:
+            row = session.scalars(
+                select(DeliveryRow)
+                .where(
+                    DeliveryRow.platform == platform.value,
+                    DeliveryRow.ticket_ref == ticket_ref,
+                    DeliveryRow.status.in_([s.value for s in PENDING_STATUSES]),
+                )
+                .order_by(DeliveryRow.id)
+                .limit(1)
+            ).first()
+            return _stored(row) if row else None
+
+    def claim(self, id: int, now: datetime) -> StoredDelivery | None:
+        """Mark a pending delivery as being processed and count the attempt; None if it is not pending."""
+        with self.db.transaction() as session:
+            result = session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id == id, DeliveryRow.status.in_([s.value for s in PENDING_STATUSES]))
+                .values(
+                    status=DeliveryStatus.PROCESSING.value,
+                    attempts=DeliveryRow.attempts + 1,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(result) != 1:
+                return None
+            row = session.get(DeliveryRow, id, populate_existing=True)
+            return _stored(row) if row else None
+
+    def mark_processed(self, id: int, now: datetime, session: Session | None = None) -> None:
+        """Done: decided, applied and recorded (pass `session` to commit it with the record)."""
+        self._set(id, session, status=DeliveryStatus.PROCESSED, last_error=None, processed_at=now, updated_at=now)
+
+    def mark_ignored(self, id: int, reason: str, now: datetime) -> None:
+        """Nothing to do for this delivery; `reason` says why (kept in last_error for `tierup inbox`)."""
+        self._set(id, None, status=DeliveryStatus.IGNORED, last_error=reason[:2000], processed_at=now, updated_at=now)
+
+    def mark_retrying(self, id: int, error: str, next_attempt_at: datetime, now: datetime) -> None:
+        """A transient failure: run again at `next_attempt_at`."""
+        self._set(
+            id, None, status=DeliveryStatus.RETRYING, last_error=error[:2000], next_attempt_at=next_attempt_at,
+            updated_at=now,
+        )  # fmt: skip
+
+    def mark_failed(self, id: int, error: str, now: datetime) -> None:
+        """A permanent failure: stays visible with its reason until redriven."""
+        self._set(id, None, status=DeliveryStatus.FAILED, last_error=error[:2000], next_attempt_at=None, updated_at=now)
+
+    def _set(self, id: int, session: Session | None, **values: Any) -> None:
+        values = {k: (v.value if isinstance(v, DeliveryStatus) else v) for k, v in values.items()}
+        statement = update(DeliveryRow).where(DeliveryRow.id == id).values(**values)
+        if session is not None:
+            session.execute(statement.execution_options(synchronize_session=False))
+            return
+        with self.db.transaction() as own:
+            own.execute(statement.execution_options(synchronize_session=False))
+
+    def requeue(self, ids: Iterable[int] = (), *, failed: bool = False, now: datetime) -> list[int]:
+        """Put deliveries back on the queue (`tierup redrive`): the given ids, or every failed one."""
+        wanted = list(ids)
+        with self.db.transaction() as session:
+            query = select(DeliveryRow.id).order_by(DeliveryRow.id)
+            if failed:
+                query = query.where(DeliveryRow.status == DeliveryStatus.FAILED.value)
+            else:
+                query = query.where(DeliveryRow.id.in_(wanted))
+            found = list(session.scalars(query))
+            if found:
+                session.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.id.in_(found))
+                    .values(status=DeliveryStatus.QUEUED.value, next_attempt_at=None, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+        return found
+
+    def recover_in_flight(self, *, older_than: datetime, now: datetime) -> list[int]:
+        """Deliveries a dead worker left behind (or whose job was lost): back to queued, ids to enqueue.
+
+        Processing or queued with no change since `older_than`, or retrying and overdue
+        since then. Touching updated_at means a second worker recovering at the same time
+        finds nothing left to take.
+        """
+        stale_pending = DeliveryRow.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.PROCESSING.value]) & (
+            DeliveryRow.updated_at < older_than
+        )
+        stale_retry = (DeliveryRow.status == DeliveryStatus.RETRYING.value) & (DeliveryRow.next_attempt_at < older_than)
+        with self.db.transaction() as session:
+            query = select(DeliveryRow).where(stale_pending | stale_retry).order_by(DeliveryRow.id)
+            rows = list(session.scalars(query))
+            for row in rows:
+                if row.status == DeliveryStatus.PROCESSING.value:
+                    row.last_error = "the worker stopped in the middle of this delivery; running it again"
+                row.status = DeliveryStatus.QUEUED.value
+                row.next_attempt_at = None
+                row.updated_at = now
+            return [row.id for row in rows]
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- escalations and the audit trail -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of an escalation's audit trail."""
+
+    platform: Platform
+    ticket_ref: str
+    transition: Transition
+    dry_run: bool
+
+
+class SqlEscalationStore:
+    """The EscalationStore port on the database; save() also writes the audit trail."""
+
+    def __init__(self, db: Database, inbox: Inbox | None = None) -> None:
+        self.db = db
+        self.inbox = inbox or Inbox(db)
+
+    def load(self, platform: Platform, ticket_ref: str) -> Escalation | None:
+        with self.db.transaction() as session:
+            row = self._row(session, platform, ticket_ref)
+            return escalation_from_json(row.data) if row else None
+
+    def save(self, decision: Decision) -> None:
+        self.record(decision)
+
+    def record(self, decision: Decision, *, delivery_row_id: int | None = None, dry_run: bool = False) -> None:
+        """Save the decision's escalation and new transitions and mark its delivery processed, atomically."""
+        esc = decision.escalation
+        now = decision.transition.at
+        with self.db.transaction() as session:
+            row = self._row(session, esc.platform, esc.ticket_ref)
+            data = escalation_to_json(esc)
+            if row is None:
+                row = EscalationRow(platform=esc.platform.value, ticket_ref=esc.ticket_ref)
+                session.add(row)
+            row.state = esc.state.value
+            row.level = esc.level
+            row.group_name = esc.group
+            row.first_contact_due = esc.first_contact_due
+            row.contacted_at = esc.contacted_at
+            row.updated_at = now
+            row.data = data
+            session.flush()
+            known = set(session.scalars(select(TransitionRow.seq).where(TransitionRow.escalation_id == row.id)))
+            for seq, t in enumerate(esc.history):
+                if seq in known:
+                    continue
+                session.add(
+                    TransitionRow(
+                        escalation_id=row.id,
+                        platform=esc.platform.value,
+                        ticket_ref=esc.ticket_ref,
+                        seq=seq,
+                        at=t.at,
+                        event=t.event,
+                        from_state=t.from_state.value if t.from_state else None,
+                        to_state=t.to_state.value,
+                        actor=t.actor,
+                        rule=t.rule,
+                        why=t.why,
+                        actions=[action_to_json(a) for a in t.actions],
+                        delivery_id=t.delivery_id,
+                        dry_run=dry_run,
+                    )
+                )
+            if delivery_row_id is not None:
+                self.inbox.mark_processed(delivery_row_id, now, session=session)
+
+    def history(self, platform: Platform, ticket_ref: str) -> list[AuditEntry]:
+        """The audit trail of one ticket's escalation, oldest first."""
+        with self.db.transaction() as session:
+            rows = session.scalars(
+                select(TransitionRow)
+                .where(TransitionRow.platform == platform.value, TransitionRow.ticket_ref == ticket_ref)
+                .order_by(TransitionRow.seq)
+            ).all()
+            return [_audit(r) for r in rows]
+
+    def platforms_of(self, ticket_ref: str) -> list[Platform]:
+        """Which platforms have an escalation for this ticket ref."""
+        with self.db.transaction() as session:
+            found = session.scalars(select(EscalationRow.platform).where(EscalationRow.ticket_ref == ticket_ref))
+            return sorted(Platform(p) for p in found)
+
+    def overdue(self, now: datetime) -> list[Escalation]:
+        """Open escalations whose first-contact time has passed without contact (SH4)."""
+        with self.db.transaction() as session:
+            rows = session.scalars(
+                select(EscalationRow)
+                .where(
+                    EscalationRow.state.in_([s.value for s in OPEN_STATES]),
+                    EscalationRow.first_contact_due.is_not(None),
+                    EscalationRow.first_contact_due <= now,
+                    EscalationRow.contacted_at.is_(None),
+                )
+                .order_by(EscalationRow.first_contact_due)
+            ).all()
+            return [escalation_from_json(r.data) for r in rows]
+
+    def by_state(self, states: Iterable[State], limit: int = 200) -> list[Escalation]:
+        """Escalations in `states`, most recently changed first (the dashboard's lists)."""
+        with self.db.transaction() as session:
+            rows = session.scalars(
+                select(EscalationRow)
+                .where(EscalationRow.state.in_([s.value for s in states]))
+                .order_by(EscalationRow.updated_at.desc())
+                .limit(limit)
+            ).all()
+            return [escalation_from_json(r.data) for r in rows]
+
+    @staticmethod
+    def _row(session: Session, platform: Platform, ticket_ref: str) -> EscalationRow | None:
+        query = select(EscalationRow).where(
+            EscalationRow.platform == platform.value, EscalationRow.ticket_ref == ticket_ref
+        )
+        return session.scalars(query).first()
+
+
+def _audit(row: TransitionRow) -> AuditEntry:
+    transition = Transition(
+        at=row.at,
+        event=row.event,
+        from_state=State(row.from_state) if row.from_state else None,
+        to_state=State(row.to_state),
+        actor=row.actor,
+        rule=row.rule,
+        why=row.why,
+        actions=tuple(action_from_json(a) for a in row.actions or ()),
+        delivery_id=row.delivery_id,
+    )
+    return AuditEntry(Platform(row.platform), row.ticket_ref, transition, bool(row.dry_run))
+
+
+# --- sweep cursors --------------------------------------------------------------------------
+
+
+class SweepCursors:
+    """Where each periodic sweep left off, so the next run starts there."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, platform: Platform, name: str) -> str | None:
+        with self.db.transaction() as session:
+            row = session.get(SweepCursorRow, (platform.value, name))
+            return row.cursor if row else None
+
+    def set(self, platform: Platform, name: str, cursor: str, now: datetime) -> None:
+        with self.db.transaction() as session:
+            row = session.get(SweepCursorRow, (platform.value, name))
+            if row is None:
+                session.add(SweepCursorRow(platform=platform.value, name=name, cursor=cursor, updated_at=now))
+            else:
+                row.cursor, row.updated_at = cursor, now

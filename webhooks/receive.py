@@ -1,0 +1,101 @@
+"""POST /webhooks/<platform>: verify → record → enqueue → 202. The worker does the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from integration.logs import log_context
+from integration.ports import Classified, Delivery, PayloadError, PlatformAdapter
+from integration.store import HeaderMap
+from webhooks.app import web_config
+
+blueprint = Blueprint("webhooks", __name__)
+log = logging.getLogger("tierup.webhooks")
+# Verified payloads we do not handle: answered 200 so the sender does not retry, logged apart.
+unsupported = logging.getLogger("tierup.webhooks.unsupported")
+
+MAX_DELIVERY_ID = 200
+MAX_TICKET_REF = 100
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@blueprint.post("/webhooks/<platform>")
+def receive(platform: str) -> ResponseReturnValue:
+    """Take one delivery from a helpdesk."""
+    config = web_config()
+    adapter = config.adapter(platform)
+    if adapter is None:
+        abort(404, f"no webhook receiver for {platform!r}")
+    limit = config.settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge(f"body over {limit} bytes")
+    body = request.get_data(cache=False)  # the cap also holds for chunked bodies
+    headers = HeaderMap(request.headers.items())
+    now = config.clock()
+
+    adapter.verify(headers, body, request.args.to_dict(), now)  # over the raw bytes, before parsing
+    classified = _classify(adapter, _json(body))
+    if classified is None:
+        unsupported.info("unsupported %s payload", adapter.platform.value, extra={"platform": adapter.platform.value})
+        config.metrics.responses.inc(adapter.platform.value, "200")
+        return jsonify(status="ignored", detail="not an event Tierup handles"), 200
+
+    delivery_id = _delivery_id(adapter.delivery_id(headers, body), body)
+    delivery = Delivery(platform=adapter.platform, delivery_id=delivery_id, headers=headers, body=body, received_at=now)
+    with log_context(delivery_id=delivery_id, ticket_ref=classified.ticket_ref):
+        recorded = config.inbox.record(
+            delivery, kind=_CONTROL.sub("", classified.kind), ticket_ref=classified.ticket_ref,
+            occurred_at=classified.occurred_at,
+        )  # fmt: skip
+        if not recorded.created:
+            log.info("duplicate delivery: already stored as %s", recorded.id)
+            config.metrics.responses.inc(adapter.platform.value, "200")
+            return jsonify(status="duplicate", id=recorded.id), 200
+        try:
+            config.enqueue(recorded.id)
+        except Exception:
+            # Stored is safe: in-flight recovery queues it once its lease is over.
+            log.exception("stored %s but could not queue it; recovery will", recorded.id)
+        log.info("accepted %s as %s", classified.kind, recorded.id)
+        config.metrics.received.inc(adapter.platform.value)
+        config.metrics.responses.inc(adapter.platform.value, "202")
+        return jsonify(status="accepted", id=recorded.id), 202
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise PayloadError("body is not JSON") from None
+
+
+def _classify(adapter: PlatformAdapter, payload: Any) -> Classified | None:
+    try:
+        classified = adapter.classify(payload)
+    except PayloadError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # A payload shape the adapter's accessors did not expect is the sender's problem: 400.
+        raise PayloadError(f"unexpected payload shape ({type(exc).__name__})") from None
+    if classified is None:
+        return None
+    ref = classified.ticket_ref
+    if ref is not None and (len(ref) > MAX_TICKET_REF or _CONTROL.search(ref)):
+        raise PayloadError("ticket reference is not a ticket reference")
+    return classified
+
+
+def _delivery_id(given: str | None, body: bytes) -> str:
+    """The platform's delivery id, or one derived from the body (a resent body is the same delivery)."""
+    if given and len(given) <= MAX_DELIVERY_ID and not _CONTROL.search(given):
+        return given
+    source = given.encode("utf-8", "replace") if given else body
+    return "sha256:" + hashlib.sha256(source).hexdigest()
