@@ -29,6 +29,7 @@ from integration.model import (
     Ignored,
     Platform,
     ReviewCommand,
+    State,
     TicketSnapshot,
 )
 from integration.policy import Policy
@@ -173,11 +174,22 @@ class DeliveryStore:
 
 
 def deadline_already_handled(escalation: Escalation) -> bool:
-    """True when this first-contact deadline already went through the policy (level-up happens once)."""
-    due = escalation.first_contact_due
-    if due is None:
-        return False
-    return any(t.event == Command.DEADLINE_MISSED.value and t.at >= due for t in escalation.history)
+    """True when the current first-contact promise already went through the deadline check.
+
+    A promise is made when the escalation enters escalated or confirmed; a deadline_missed
+    after the latest of those means this promise was handled, so level-up (or, at the top
+    level, the note saying there is none) happens once per promise, not once a minute.
+    """
+    handled = False
+    for t in escalation.history:
+        if t.event == Command.DEADLINE_MISSED.value:
+            handled = True
+        elif t.to_state in _PROMISING and t.from_state != t.to_state:
+            handled = False
+    return handled
+
+
+_PROMISING = frozenset({State.ESCALATED, State.CONFIRMED})
 
 
 class Worker:

@@ -58,8 +58,9 @@ def create_app(config: WebConfig) -> Flask:
     from webhooks import ops, receive
 
     app = Flask("tierup")
-    # Werkzeug enforces this on the read too, for bodies sent without a Content-Length.
-    app.config["MAX_CONTENT_LENGTH"] = config.settings.max_body_bytes
+    # Werkzeug caps the read of a body sent without Content-Length (chunked) at this, but
+    # silently: one byte over the limit lets the receiver see that the body was longer.
+    app.config["MAX_CONTENT_LENGTH"] = config.settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["tierup"] = config
     _register_errors(app)

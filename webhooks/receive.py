@@ -37,7 +37,9 @@ def receive(platform: str) -> ResponseReturnValue:
     limit = config.settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge(f"body over {limit} bytes")
-    body = request.get_data(cache=False)  # the cap also holds for chunked bodies
+    body = request.get_data(cache=False)  # capped at limit + 1 bytes (see create_app)
+    if len(body) > limit:
+        raise RequestEntityTooLarge(f"body over {limit} bytes")
     headers = HeaderMap(request.headers.items())
     now = config.clock()
 
