@@ -9,6 +9,7 @@ from datetime import datetime
 
 from integration.model import (
     Action,
+    Channel,
     Decision,
     Escalation,
     EscalationRequest,
@@ -30,6 +31,22 @@ MAX_CONFLICTS = 3
 def transition_key(delivery_id: str | None, escalation: Escalation) -> str:
     """A stable key for one transition: a retry of the same delivery gets the same key."""
     return f"{delivery_id or 'local'}:{len(escalation.history)}"
+
+
+_CHECKED_CHANNELS = frozenset({Channel.FORM, Channel.EMAIL})
+
+
+def on_ticket(policy: Policy, request: EscalationRequest, ticket: TicketSnapshot) -> bool:
+    """Whether a form or email request comes from the ticket's requester, a CC, or someone the policy authorises."""
+    if request.channel not in _CHECKED_CHANNELS:
+        return True
+    email = (request.requested_by.email or "").strip().lower()
+    known = {e.lower() for e in ticket.cc_emails}
+    if ticket.requester is not None and ticket.requester.email:
+        known.add(ticket.requester.email.lower())
+    if email and email in known:
+        return True
+    return policy.authorisation is not None and policy.authorisation.allows(request.requested_by)
 
 
 def handle_event(
@@ -54,6 +71,9 @@ def handle_event(
     if isinstance(event, EscalationRequest) and event.follow_up and not waiting:
         return Ignored("a follow-up on a ticket that is not waiting for information", ref)
     snapshot = gateway.snapshot(ref, event.ticket) if ref else None
+    if isinstance(event, EscalationRequest) and snapshot is not None and not on_ticket(policy, event, snapshot):
+        # Form and email requests: only people on the ticket (or authorised by the policy) may escalate it.
+        return Ignored(f"{event.channel} request by someone who is not on ticket {ref}", ref)
     for _ in range(MAX_CONFLICTS):
         try:
             decision = decide(policy, escalation, replace(event, ticket=snapshot), clock())
