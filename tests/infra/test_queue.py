@@ -1,0 +1,212 @@
+"""The queue on Huey's SQLite storage and on Redis: jobs, delays, periodic tasks and per-ticket locks."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from huey import Huey, RedisHuey, SqliteHuey
+
+from integration.config import CoreSettings
+from integration.model import Platform
+from integration.processing import RetryPolicy
+from integration.queue import HueyTicketLocks, TaskQueue, every, make_huey, queue_path, register_periodic
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.scaleout)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> CoreSettings:
+    if request.param == "sqlite":
+        return CoreSettings(database_url=f"sqlite:///{tmp_path / 'tierup.db'}")
+    return CoreSettings(redis_url=request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+def huey(settings: CoreSettings) -> Huey:
+    return make_huey(settings)
+
+
+class RecordingWorker:
+    """Stands in for integration.processing.Worker at the queue's seam: records what the jobs hand it."""
+
+    def __init__(self) -> None:
+        self.processed: list[int] = []
+
+    def process(self, row_id: int) -> list[tuple[int, str]]:
+        self.processed.append(row_id)
+        return [(row_id, "processed")]
+
+    def check_deadlines(self) -> list[object]:
+        return []
+
+    def recover_in_flight(self) -> list[int]:
+        return []
+
+
+def tasks_on(huey: Huey) -> tuple[TaskQueue, RecordingWorker]:
+    tasks = TaskQueue(huey)
+    worker = RecordingWorker()
+    tasks.attach(worker, deadline_interval=60, recovery_interval=150)  # type: ignore[arg-type]
+    return tasks, worker
+
+
+def test_huey_is_sqlite_next_to_the_database_by_default(tmp_path: Path) -> None:
+    huey = make_huey(CoreSettings(database_url=f"sqlite:///{tmp_path / 'data' / 'tierup.db'}"))
+    assert isinstance(huey, SqliteHuey)
+    assert Path(huey.storage.filename) == tmp_path / "data" / "tierup-queue.db"
+    assert queue_path("postgresql://db.internal/tierup") == Path("tierup-queue.db")
+
+
+def test_huey_is_redis_when_redis_url_is_set() -> None:
+    huey = make_huey(CoreSettings(redis_url="redis://127.0.0.1:6379/15"))
+    assert isinstance(huey, RedisHuey)  # connects lazily: nothing is reached here
+
+
+def test_enqueue_and_run(huey: Huey) -> None:
+    tasks, worker = tasks_on(huey)
+    tasks.enqueue(7)
+    tasks.enqueue(8)
+    assert tasks.depth() == 2
+    tasks.ping()
+
+    assert tasks.run_pending() == 2
+    assert worker.processed == [7, 8]
+    assert tasks.depth() == 0
+
+
+def test_schedule_puts_an_eta_on_the_job(huey: Huey) -> None:
+    tasks, worker = tasks_on(huey)
+    before = datetime.now(UTC).replace(tzinfo=None)
+    tasks.schedule(9, 90.0)
+    tasks.schedule(10, 0)  # now
+
+    tasks.run_pending()  # the delayed job goes to the schedule, the immediate one runs
+
+    assert worker.processed == [10]
+    [later] = huey.scheduled()
+    assert later.args == (9,)
+    assert 89 <= (later.eta - before).total_seconds() <= 91
+    assert tasks.depth() == 1
+
+
+def test_periodic_tasks_run_at_their_interval() -> None:
+    every_five = every(300)
+    minutes = [datetime(2026, 3, 10, 10, m, tzinfo=UTC) for m in range(10)]
+    assert [m.minute for m in minutes if every_five(m)] == [0, 5]
+    assert all(every(30)(m) for m in minutes)  # below a minute: every minute (Huey's tick)
+    assert every(60)(datetime(2026, 3, 10, 10, 7))  # Huey passes naive UTC
+
+
+def test_register_periodic_adds_a_named_periodic_task(huey: Huey) -> None:
+    calls: list[str] = []
+    register_periodic(huey, "tierup.sla_sweep.zendesk", 300, lambda: calls.append("swept"))
+    [task] = [t for t in huey._registry.periodic_tasks if t.name == "tierup.sla_sweep.zendesk"]
+    assert task.validate_datetime(datetime(2026, 3, 10, 10, 5))
+    assert not task.validate_datetime(datetime(2026, 3, 10, 10, 6))
+    task.execute()
+    assert calls == ["swept"]
+
+
+def test_retry_policy_backs_off_and_honours_retry_after() -> None:
+    policy = RetryPolicy(base_seconds=5, factor=2, max_seconds=60)
+    assert [policy.delay(n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+    assert policy.delay(1, retry_after=120) == 120
+    assert policy.delay(4, retry_after=2) == 2  # the server knows best
+    assert policy.delay(1, retry_after=10**9) == policy.max_retry_after
+
+
+# --- per-ticket locks -----------------------------------------------------------------------------
+
+
+def test_a_ticket_lock_is_exclusive_and_released(huey: Huey) -> None:
+    locks = HueyTicketLocks(huey, lease_seconds=60)
+    with locks.hold(Platform.ZENDESK, "4016") as first:
+        assert first is not None
+        assert locks.is_locked(Platform.ZENDESK, "4016")
+        with locks.hold(Platform.ZENDESK, "4016") as second:
+            assert second is None
+        with locks.hold(Platform.JIRA, "4016") as other_platform, locks.hold(Platform.ZENDESK, "4017") as other:
+            assert other_platform is not None and other is not None
+    assert not locks.is_locked(Platform.ZENDESK, "4016")
+    with locks.hold(Platform.ZENDESK, "4016") as again:
+        assert again is not None
+
+
+def test_a_lock_holds_across_huey_instances(settings: CoreSettings, huey: Huey) -> None:
+    # Two processes build two Huey instances on the same storage.
+    twin = make_huey(settings)
+    with HueyTicketLocks(huey).hold(Platform.ZENDESK, "4016") as held:
+        assert held is not None
+        with HueyTicketLocks(twin).hold(Platform.ZENDESK, "4016") as other:
+            assert other is None
+
+
+def test_a_dead_holders_lock_is_broken_after_its_lease(huey: Huey) -> None:
+    now = [1_000_000.0]
+    locks = HueyTicketLocks(huey, lease_seconds=60, clock=lambda: now[0])
+    key = locks.key(Platform.ZENDESK, "4016")
+    assert locks._acquire(key, "killed-worker")  # SIGKILL: never released
+
+    now[0] += 59
+    with locks.hold(Platform.ZENDESK, "4016") as lock:
+        assert lock is None
+    now[0] += 2
+    with locks.hold(Platform.ZENDESK, "4016") as lock:
+        assert lock is not None
+
+
+def test_refresh_extends_the_lease(huey: Huey) -> None:
+    now = [1_000_000.0]
+    locks = HueyTicketLocks(huey, lease_seconds=60, clock=lambda: now[0])
+    with locks.hold(Platform.ZENDESK, "4016") as lock:
+        assert lock is not None
+        now[0] += 50
+        lock.refresh()
+        now[0] += 50  # 100 s after taking it, 50 s after the refresh
+        with locks.hold(Platform.ZENDESK, "4016") as other:
+            assert other is None
+
+
+def test_releasing_after_the_lease_was_broken_leaves_the_new_holder_alone(huey: Huey) -> None:
+    now = [1_000_000.0]
+    locks = HueyTicketLocks(huey, lease_seconds=60, clock=lambda: now[0])
+    with locks.hold(Platform.ZENDESK, "4016") as slow:
+        assert slow is not None
+        now[0] += 61
+        with locks.hold(Platform.ZENDESK, "4016") as taker:
+            assert taker is not None
+            # The slow holder finishes first and releases: the taker keeps the lock.
+            locks._release(slow.key, slow.owner)
+            assert locks.is_locked(Platform.ZENDESK, "4016")
+            with locks.hold(Platform.ZENDESK, "4016") as third:
+                assert third is None
+
+
+def test_only_one_thread_holds_a_ticket_at_a_time(huey: Huey) -> None:
+    locks = HueyTicketLocks(huey, lease_seconds=60)
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+    got = 0
+
+    def contend() -> None:
+        nonlocal inside, most, got
+        for _ in range(30):
+            with locks.hold(Platform.ZENDESK, "4016") as lock:
+                if lock is None:
+                    continue
+                with guard:
+                    inside += 1
+                    most = max(most, inside)
+                    got += 1
+                with guard:
+                    inside -= 1
+
+    threads = [threading.Thread(target=contend) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == 1
+    assert got > 0
