@@ -181,6 +181,7 @@ def build_runtime(
     Nothing is migrated or started here; commands do that. `adapters` replaces the
     configured ones (tests).
     """
+    from integration.logs import Redactor, secret_values
     from integration.policy import load_policy
     from integration.processing import Worker
     from integration.queue import HueyTicketLocks, TaskQueue, make_huey
@@ -211,6 +212,7 @@ def build_runtime(
         clock=clock,
         metrics=metrics,
         lease_seconds=lease,
+        redact=Redactor(secret_values(env)),
     )
     tasks.attach(
         worker, deadline_interval=settings.deadline_interval_seconds, recovery_interval=max(60.0, lease / 2)

@@ -209,6 +209,7 @@ class Worker:
         retry: RetryPolicy | None = None,
         lock_retry_seconds: float = 1.0,
         lease_seconds: float = 300.0,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.inbox = inbox
         self.escalations = escalations
@@ -221,6 +222,8 @@ class Worker:
         self.retry = retry or RetryPolicy()
         self.lock_retry_seconds = lock_retry_seconds
         self.lease_seconds = lease_seconds
+        # Errors are kept in the inbox and shown by `tierup inbox`: scrub credentials like the logs do.
+        self.redact = redact
 
     # --- deliveries -----------------------------------------------------------------------
 
@@ -324,7 +327,7 @@ class Worker:
 
     def _retry_later(self, row: StoredDelivery, exc: Exception) -> Outcome:
         attempt = row.attempts
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = self.redact(f"{type(exc).__name__}: {exc}")
         if attempt >= self.retry.max_attempts:
             return self._fail(row, f"gave up after {attempt} attempts: {reason}")
         delay = self.retry.delay(attempt, getattr(exc, "retry_after", None))
@@ -335,7 +338,7 @@ class Worker:
         return Outcome.RETRYING
 
     def _fail(self, row: StoredDelivery, reason: str) -> Outcome:
-        self.inbox.mark_failed(row.id, reason, self.clock())
+        self.inbox.mark_failed(row.id, self.redact(reason), self.clock())
         log.error("failed: %s", reason)
         return Outcome.FAILED
 

@@ -1,0 +1,246 @@
+"""The ops commands through integration.cli.main, in a scratch working directory; `serve` as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from integration.cli import main
+from integration.codec import escalation_from_json
+from integration.config import load_env
+from integration.model import Platform, State
+from integration.ops_commands import Runtime, build_runtime
+from integration.ports import PermanentError
+from integration.store import DeliveryStatus
+from tests.infra.conftest import post
+from tests.infra.fakes import SignedAdapter, command_payload, request_payload
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = ("DATABASE_URL", "REDIS_URL", "TIERUP_POLICY", "TIERUP_LOG_LEVEL", "TIERUP_MAX_BODY_BYTES")
+
+
+@pytest.fixture
+def cwd(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch working directory on the embedded defaults (nothing from the outer environment)."""
+    for name in list(os.environ):
+        if name in SETTINGS or name.startswith(("ZENDESK_", "JIRA_")):
+            monkeypatch.delenv(name)
+    (workdir / ".env").write_text("TIERUP_POLICY=lead-review\n")
+    return workdir
+
+
+def runtime_here(adapter: SignedAdapter) -> Runtime:
+    """The runtime the CLI would build in this directory, with the test platform plugged in."""
+    runtime = build_runtime(load_env(), adapters={Platform.ZENDESK: adapter})
+    runtime.database.upgrade()
+    return runtime
+
+
+@pytest.fixture
+def history(cwd: Path) -> SignedAdapter:
+    """Three deliveries: ticket 4016 escalated and confirmed, ticket 5000 failed permanently."""
+    adapter = SignedAdapter()
+    runtime = runtime_here(adapter)
+    client = runtime.create_app().test_client()
+    post(client, request_payload("4016"), delivery_id="zd-1")
+    post(client, command_payload("confirm", "4016"), delivery_id="zd-2")
+    runtime.tasks.run_pending()
+    adapter.scripted.failures = [PermanentError("422 group does not exist")]
+    post(client, request_payload("5000"), delivery_id="zd-3")
+    runtime.tasks.run_pending()
+    runtime.close()
+    return adapter
+
+
+def test_db_upgrade(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.strip() == "database at revision 0001 (sqlite:///tierup.db)"
+    assert (cwd / "tierup.db").exists()
+    assert main(["db", "upgrade"]) == 0
+
+
+@pytest.mark.scaleout
+def test_db_upgrade_hides_the_password(
+    cwd: Path, capsys: pytest.CaptureFixture[str], postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", postgres_url.replace("postgres@", "postgres:not-a-secret@"))
+    assert main(["db", "upgrade"]) == 0
+    out = capsys.readouterr().out
+    assert "not-a-secret" not in out and "***" in out
+
+
+def test_inbox_on_an_empty_database(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inbox"]) == 0
+    assert capsys.readouterr().out.strip() == "no deliveries"
+
+
+def test_inbox_lists_deliveries_newest_first(history: SignedAdapter, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inbox"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == [
+        "id",
+        "received",
+        "platform",
+        "kind",
+        "ticket",
+        "status",
+        "tries",
+        "delivery",
+        "id",
+        "last",
+        "error",
+    ]
+    rows = [line.split() for line in out[1:]]  # the received time is two words: date and time
+    assert [(r[0], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows] == [
+        ("3", "zendesk", "escalation.requested", "5000", "failed", "1", "zd-3"),
+        ("2", "zendesk", "escalation.reviewed", "4016", "processed", "1", "zd-2"),
+        ("1", "zendesk", "escalation.requested", "4016", "processed", "1", "zd-1"),
+    ]
+    assert "PermanentError: 422 group does not exist" in out[1]
+
+
+def test_inbox_failed_and_json(history: SignedAdapter, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inbox", "--failed", "--json"]) == 0
+    [failed] = json.loads(capsys.readouterr().out)
+    assert failed["id"] == 3 and failed["status"] == "failed" and failed["ticket_ref"] == "5000"
+    assert failed["last_error"] == "PermanentError: 422 group does not exist"
+    assert "X-Signed-Signature" not in failed["headers"] and failed["headers"]["X-Signed-Delivery-Id"] == "zd-3"
+
+    assert main(["inbox", "--failed"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].split()[0] == "3"
+
+
+def test_redrive_one_delivery_runs_it_again(history: SignedAdapter, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["redrive", "3"]) == 0
+    assert capsys.readouterr().out.strip() == "requeued 1 delivery: 3"
+
+    runtime = runtime_here(history)  # a worker, picking the job from the queue file
+    assert runtime.tasks.run_pending() == 1
+    row = runtime.inbox.get(3)
+    assert row is not None and row.status is DeliveryStatus.PROCESSED and row.attempts == 2
+    runtime.close()
+
+
+def test_redrive_failed(history: SignedAdapter, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["redrive", "--failed"]) == 0
+    assert capsys.readouterr().out.strip() == "requeued 1 delivery: 3"
+    assert main(["redrive", "--failed"]) == 0
+    assert capsys.readouterr().out.strip() == "requeued 0 deliveries"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["redrive"], "tierup: redrive: give delivery ids or --failed (not both)"),
+        (["redrive", "1", "--failed"], "tierup: redrive: give delivery ids or --failed (not both)"),
+        (["redrive", "99"], "tierup: redrive: no delivery with id 99"),
+        (["history", "123"], "tierup: history: no escalation for ticket 123"),
+        (["history", "4016", "--platform", "jira"], "tierup: history: no escalation for jira ticket 4016"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(
+    history: SignedAdapter, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+
+
+def test_unreachable_database_is_one_line(
+    cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://tierup:hunter2@127.0.0.1:1/tierup")
+    assert main(["inbox"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tierup: ") and "hunter2" not in err[0]
+
+
+def test_history_prints_the_audit_trail(history: SignedAdapter, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "4016"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "zendesk ticket 4016: 2 transitions"
+    assert "LR5   request          - -> escalated  by 501  (dry run)" in lines[1]
+    assert "    delivery: zd-1" in lines
+    assert "    - assign_group: group=Technical Support Team Leaders" in lines
+    assert any("LR7   confirm          escalated -> confirmed  by 900  (dry run)" in line for line in lines)
+
+
+def test_history_json_is_the_escalation(history: SignedAdapter, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "4016", "--json"]) == 0
+    escalation = escalation_from_json(json.loads(capsys.readouterr().out))
+    assert escalation.state is State.CONFIRMED
+    assert [t.rule for t in escalation.history] == ["LR5", "LR7"]
+
+
+# --- serve, as the README's first command runs it ---------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.timeout(60)
+def test_serve_answers_health_and_readiness_and_says_dry_run_first(cwd: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS and not k.startswith(("ZENDESK_", "JIRA_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "integration.cli", "serve", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = json.loads(proc.stderr.readline())
+        assert first["message"].startswith("dry-run mode: no helpdesk credentials")
+        assert first["dry_run"] is True and first["level"] == "info"
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, body = get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert (status, body) == (200, {"status": "ok"})
+        assert get(f"http://127.0.0.1:{port}/readyz") == (
+            200,
+            {"status": "ready", "checks": {"database": "ok", "queue": "ok"}},
+        )
+        assert (cwd / "tierup.db").exists() and (cwd / "tierup-queue.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err
+    for line in err.splitlines():
+        json.loads(line)  # every log line is JSON
