@@ -1,0 +1,67 @@
+"""The Jira adapter: verify, parse, gateway and install for Jira Cloud, Service Management and Data Center."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from adapters.jira.gateway import JiraGateway
+from adapters.jira.parse import JiraParser, ProjectTypes
+from adapters.jira.settings import JiraSettings
+from adapters.jira.verify import SIGNATURE_HEADER, header, verify_signature, verify_url_token
+from integration.model import Event, Ignored, Platform
+from integration.policy import Policy
+from integration.ports import Classified, Delivery, Gateway
+from integration.service import DryRunGateway
+
+DELIVERY_ID_HEADER = "X-Atlassian-Webhook-Identifier"  # the same on every retry of one delivery
+
+
+@dataclass
+class JiraAdapter:
+    """Jira's side of the PlatformAdapter port."""
+
+    settings: JiraSettings
+    gateway: Gateway
+    parser: JiraParser
+    dry_run: bool
+    platform: Platform = Platform.JIRA
+
+    def verify(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str], now: datetime) -> None:
+        """The admin webhook's signature; without one, the URL token when JIRA_WEBHOOK_URL_TOKEN is set."""
+        if header(headers, SIGNATURE_HEADER) is not None or not self.settings.webhook_url_token:
+            verify_signature(headers, body, self.settings.webhook_secrets)
+        else:
+            verify_url_token(query, self.settings.webhook_url_token)
+
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """X-Atlassian-Webhook-Identifier: one id across Jira's retries of a delivery."""
+        value = header(headers, DELIVERY_ID_HEADER)
+        return value.strip() if value and value.strip() else None
+
+    def classify(self, payload: Any) -> Classified | None:
+        """The event kind, issue key and event time, or None for events Tierup does not handle."""
+        return self.parser.classify(payload)
+
+    def parse(self, delivery: Delivery) -> Event | Ignored:
+        """The request or command a stored delivery carries, or Ignored."""
+        return self.parser.parse(delivery)
+
+
+def build_adapter(env: Mapping[str, str], policy: Policy) -> JiraAdapter | None:
+    """The Jira adapter from settings (None when JIRA_URL is unset); a dry run when there are no credentials."""
+    settings = JiraSettings.from_env(env)
+    if settings is None:
+        return None
+    project_types = ProjectTypes()
+    gateway: Gateway
+    own_accounts: Callable[[], frozenset[str]]
+    if settings.has_credentials:
+        jira = JiraGateway(settings, escalated_label=policy.tags.escalated, project_types=project_types)
+        gateway, own_accounts = jira, jira.own_accounts
+    else:
+        gateway, own_accounts = DryRunGateway(Platform.JIRA), frozenset
+    parser = JiraParser(settings, project_types=project_types, own_accounts=own_accounts)
+    return JiraAdapter(settings=settings, gateway=gateway, parser=parser, dry_run=not settings.has_credentials)

@@ -1,0 +1,424 @@
+"""Reading and writing Jira through the `jira` library: one issue edit per transition, then its comments.
+
+One transition is: one `PUT issue` (label add/remove, priority, lead group field, assignee,
+first-contact due), then each comment (internal: `sd.public.comment` {"internal": true};
+public: the JSM request comment endpoint, or a plain comment outside JSM), then the
+workflow transition to the Escalated status when the escalated label is added and the
+workflow offers it. Every comment carries the transition key as the comment property
+`tierup.key`, so a retry reads the newest comments first and never posts one twice.
+
+Calls go through the client's own session (`client._session`) where the library would
+cost more: `Issue.update()` reloads the issue after the edit, and the library's
+`search_issues` first lists every field. The session never retries or sleeps (max_retries=0):
+a 429's Retry-After becomes TransientError(retry_after=...), and the worker schedules the retry.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from jira import JIRA, JIRAError
+
+from adapters.jira.parse import JiraPayloadError, Json, ProjectTypes, issue_snapshot, project_of
+from adapters.jira.settings import Deployment, JiraSettings
+from adapters.jira.wiki import html_to_wiki
+from integration.model import (
+    Action,
+    AddTags,
+    AssignGroup,
+    AssignUser,
+    InternalNote,
+    Platform,
+    PublicReply,
+    RemoveTags,
+    SetDue,
+    SetField,
+    SetPriority,
+    SlaTarget,
+    TicketSnapshot,
+)
+from integration.ports import Conflict, GatewayError, PermanentError, TransientError
+
+log = logging.getLogger("tierup.jira")
+
+KEY_PROPERTY = "tierup.key"  # the comment property that records which transition posted it
+INTERNAL_PROPERTY = {"key": "sd.public.comment", "value": {"internal": True}}
+RECENT_COMMENTS = 50  # how far back a retry looks for its own comments
+SLA_PAGE = 50
+SEARCH_PAGE = 100
+JIRA_DATETIME = "%Y-%m-%dT%H:%M:%S.000%z"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - now).total_seconds(), 0.0)
+
+
+def gateway_error(exc: Exception, operation: str, now: datetime) -> GatewayError:
+    """The port's error for a failed Jira call: 429/5xx/timeouts retry, 409 re-decides, other 4xx fail."""
+    if isinstance(exc, requests.Timeout | requests.ConnectionError):
+        return TransientError(f"{operation}: {type(exc).__name__}")
+    if not isinstance(exc, JIRAError):
+        return PermanentError(f"{operation}: {type(exc).__name__}: {exc}")
+    status = exc.status_code
+    # JIRAError.text is the library's reading of Jira's errorMessages / errors.
+    detail = f"{operation}: HTTP {status}" + (f": {exc.text}" if exc.text else "")
+    headers = exc.response.headers if exc.response is not None else {}
+    if status is None or status == 429 or status >= 500:
+        return TransientError(detail, retry_after=retry_after_seconds(headers.get("Retry-After"), now))
+    if status == 409:
+        return Conflict(detail)
+    return PermanentError(detail)
+
+
+def _json(value: Any, what: str) -> Json:
+    try:
+        return Json.root(value, what)
+    except JiraPayloadError as exc:
+        raise PermanentError(f"unexpected Jira answer: {exc}") from None
+
+
+# --- SLAs --------------------------------------------------------------------------------
+
+
+def sla_metric(name: str) -> str:
+    """The neutral metric of a JSM SLA name."""
+    lowered = name.lower()
+    if "first response" in lowered or "first reply" in lowered:
+        return "first_reply"
+    if "resolution" in lowered or "resolve" in lowered:
+        return "resolution"
+    return name
+
+
+def sla_target(record: Json, now: datetime) -> SlaTarget | None:
+    """One JSM SLA (`/request/{key}/sla` value or SLA field on an issue) as a target, or None without cycles."""
+    name = record.text("name")
+    ongoing = record.opt_obj("ongoingCycle")
+    if ongoing is not None:
+        breach_time = ongoing.opt_obj("breachTime")
+        breach_at = breach_time.millis("epochMillis") if breach_time else None
+        remaining = ongoing.opt_obj("remainingTime")
+        millis = remaining.number("millis") if remaining else None
+        if breach_at is None and millis is not None and not ongoing.flag("paused"):
+            # Older answers (and the documentation's example) give only the time left.
+            breach_at = now + timedelta(milliseconds=millis)
+        return SlaTarget(name=name, metric=sla_metric(name), breach_at=breach_at, breached=ongoing.flag("breached"))
+    completed = record.objects("completedCycles")
+    if completed:
+        last = completed[-1]
+        stop = last.opt_obj("stopTime")
+        return SlaTarget(name=name, metric=sla_metric(name), breach_at=stop.millis("epochMillis") if stop else None,
+                         breached=last.flag("breached"), fulfilled=True)  # fmt: skip
+    return None
+
+
+def slas_in_fields(fields: Json, now: datetime) -> tuple[SlaTarget, ...]:
+    """The JSM SLA fields of an issue (found by their shape: their ids differ per site)."""
+    found = []
+    for name in fields.names():
+        if name.startswith("customfield_"):
+            value = fields.opt_obj(name) if isinstance(fields.raw(name), Mapping) else None
+            if value is not None and value.has("name") and (value.has("ongoingCycle") or value.has("completedCycles")):
+                target = sla_target(value, now)
+                if target is not None:
+                    found.append(target)
+    return tuple(found)
+
+
+# --- the plan of one transition ------------------------------------------------------------
+
+
+@dataclass
+class EditPlan:
+    """What one transition writes: the issue edit, the comments in order, and whether to move to Escalated."""
+
+    edit: dict[str, Any] = field(default_factory=dict)
+    comments: list[PublicReply | InternalNote] = field(default_factory=list)
+    transition: bool = False
+
+
+# --- the gateway ---------------------------------------------------------------------------
+
+
+class JiraGateway:
+    """The Gateway port on a real `jira.JIRA` client (built on first use, so start-up needs no network)."""
+
+    platform = Platform.JIRA
+
+    def __init__(
+        self,
+        settings: JiraSettings,
+        *,
+        escalated_label: str,
+        project_types: ProjectTypes | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        timeout: float | tuple[float, float] = (10.0, 30.0),
+    ) -> None:
+        self.settings = settings
+        self.escalated_label = escalated_label
+        self.project_types = project_types or ProjectTypes()
+        self.clock = clock
+        self.timeout = timeout
+        self._client: JIRA | None = None
+        self._own: frozenset[str] | None = None
+        self._lock = threading.Lock()
+
+    # --- the client and plain calls ---
+
+    def client(self) -> JIRA:
+        """The `jira.JIRA` client, built once (it reads serverInfo when it is built)."""
+        with self._lock:
+            if self._client is None:
+                s = self.settings
+                auth: dict[str, Any] = (
+                    {"basic_auth": (s.email, s.api_token)} if s.email and s.api_token else {"token_auth": s.pat}
+                )
+                try:
+                    # max_retries=0: the library must not sleep on a 429 inside a worker thread.
+                    self._client = JIRA(server=s.url, get_server_info=True, max_retries=0, timeout=self.timeout,
+                                        options={"check_update": False}, **auth)  # fmt: skip
+                except (JIRAError, requests.RequestException) as exc:
+                    raise gateway_error(exc, "connect", self.clock()) from None
+            return self._client
+
+    @property
+    def deployment(self) -> Deployment:
+        """Cloud or Data Center: the setting, else what serverInfo said."""
+        if self.settings.deployment is not None:
+            return self.settings.deployment
+        return Deployment.CLOUD if self.client().deploymentType == "Cloud" else Deployment.DATACENTER
+
+    def api_url(self, path: str) -> str:
+        return f"{self.settings.url}/rest/api/2/{path}"
+
+    def servicedesk_url(self, path: str) -> str:
+        return f"{self.settings.url}/rest/servicedeskapi/{path}"
+
+    def call(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        missing_ok: bool = False,
+    ) -> Any:
+        """One call through the client's session: parsed JSON, or None for an empty answer (or an allowed 404)."""
+        session = self.client()._session
+        try:
+            response = session.request(method, url, params=params,
+                                       data=json.dumps(body) if body is not None else None)  # fmt: skip
+        except JIRAError as exc:
+            if missing_ok and exc.status_code == 404:
+                return None
+            raise gateway_error(exc, operation, self.clock()) from None
+        except requests.RequestException as exc:
+            raise gateway_error(exc, operation, self.clock()) from None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise PermanentError(f"{operation}: Jira answered with something that is not JSON") from None
+
+    def own_accounts(self) -> frozenset[str]:
+        """Tierup's own account ids (JIRA_BOT_ACCOUNT, else asked of Jira once)."""
+        if self.settings.bot_account:
+            return frozenset({self.settings.bot_account})
+        if self._own is None:
+            me = _json(self.call("myself", "GET", self.api_url("myself")), "myself")
+            self._own = frozenset(i for i in (me.opt_text("accountId"), me.opt_text("name"), me.opt_text("key")) if i)
+        return self._own
+
+    # --- reading ---
+
+    def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
+        """The issue for the policy: the webhook's fields plus the JSM SLAs (one read), or one issue GET."""
+        if hint is not None:
+            project = ref.rsplit("-", 1)[0]
+            if self.project_types.is_service_desk(project) is False:
+                return hint
+            answer = self.call("read SLAs", "GET", self.servicedesk_url(f"request/{ref}/sla"),
+                               params={"limit": SLA_PAGE}, missing_ok=True)  # fmt: skip
+            if answer is None:
+                # Not a JSM request: nothing to read next time either.
+                if self.project_types.is_service_desk(project) is None:
+                    self.project_types.note(project, "not_service_desk")
+                return hint
+            now = self.clock()
+            values = _json(answer, "SLA answer").objects("values")
+            return replace(hint, slas=tuple(t for t in (sla_target(v, now) for v in values) if t is not None))
+        answer = self.call("read issue", "GET", self.api_url(f"issue/{ref}"), missing_ok=True)
+        if answer is None:
+            return None
+        issue = _json(answer, "issue")
+        try:
+            self.project_types.note(*project_of(issue))
+            return issue_snapshot(issue, self.settings, slas_in_fields(issue.obj("fields"), self.clock()))
+        except JiraPayloadError as exc:
+            raise PermanentError(f"unexpected Jira answer: {exc}") from None
+
+    def search_issues(self, jql: str, fields: Sequence[str], page_size: int = SEARCH_PAGE) -> Iterator[dict[str, Any]]:
+        """Every issue `jql` finds (raw JSON, with `fields`), page by page: Cloud's `search/jql`, DC's `search`."""
+        if self.deployment is Deployment.CLOUD:
+            # Cloud answers 410 on the old `search`; `search/jql` pages with a token.
+            token: str | None = None
+            while True:
+                body: dict[str, Any] = {"jql": jql, "fields": list(fields), "maxResults": page_size}
+                if token:
+                    body["nextPageToken"] = token
+                page = _json(self.call("search", "POST", self.api_url("search/jql"), body=body), "search")
+                yield from (dict(i) for i in page.raw("issues") or [])
+                token = page.opt_text("nextPageToken")
+                if not token or page.flag("isLast"):
+                    return
+        start = 0
+        while True:
+            body = {"jql": jql, "fields": list(fields), "startAt": start, "maxResults": page_size}
+            page = _json(self.call("search", "POST", self.api_url("search"), body=body), "search")
+            issues = page.raw("issues") or []
+            yield from (dict(i) for i in issues)
+            start += len(issues)
+            total = page.number("total")
+            if not issues or (total is not None and start >= total):
+                return
+
+    # --- writing ---
+
+    def plan(self, actions: Sequence[Action]) -> EditPlan:
+        """The edit body, comments and transition for `actions` (no I/O)."""
+        labels: list[dict[str, str]] = []
+        fields: dict[str, Any] = {}
+        out = EditPlan()
+        names = self.settings.fields
+        for action in actions:
+            if isinstance(action, AddTags):
+                labels += [{"add": t} for t in action.tags]
+                out.transition = out.transition or self.escalated_label in action.tags
+            elif isinstance(action, RemoveTags):
+                labels += [{"remove": t} for t in action.tags]
+            elif isinstance(action, SetPriority):
+                fields["priority"] = {"name": self.settings.priorities[action.priority]}
+            elif isinstance(action, AssignGroup):
+                if names.lead_group:
+                    fields[names.lead_group] = {"name": action.group}
+                else:
+                    log.warning("JIRA_FIELD_LEAD_GROUP is not set: %s is not recorded on the issue", action.group)
+            elif isinstance(action, AssignUser):
+                who = "accountId" if self.deployment is Deployment.CLOUD else "name"
+                fields["assignee"] = {who: action.user}
+            elif isinstance(action, SetDue):
+                if names.first_contact_due:
+                    fields[names.first_contact_due] = action.due.strftime(JIRA_DATETIME)
+                else:
+                    fields["duedate"] = action.due.date().isoformat()  # the date where the due time falls
+            elif isinstance(action, SetField):
+                field_id = names.by_logical_name().get(action.name)
+                if field_id:
+                    fields[field_id] = action.value
+                else:
+                    log.info("no Jira field configured for %s; left as it is", action.name)
+            elif isinstance(action, PublicReply | InternalNote):
+                out.comments.append(action)
+        if labels:
+            out.edit["update"] = {"labels": labels}  # add/remove: never replace the label list
+        if fields:
+            out.edit["fields"] = fields
+        return out
+
+    def apply(
+        self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
+    ) -> None:
+        """One issue edit, then the comments not posted yet for `key`, then the move to Escalated."""
+        plan = self.plan(actions)
+        posted = self.posted_parts(ref, key) if retry and plan.comments else frozenset()
+        if plan.edit:
+            self.call("edit issue", "PUT", self.api_url(f"issue/{ref}"), body=plan.edit)
+        for part, comment in enumerate(plan.comments):
+            if part in posted:
+                log.info("comment %d of %s is already on %s; not posting it again", part, key, ref)
+                continue
+            self._post_comment(ref, comment, {"transition": key, "part": part})
+        if plan.transition:
+            self._move_to_escalated(ref)
+
+    def posted_parts(self, ref: str, key: str) -> frozenset[int]:
+        """Which comments of transition `key` are already on the issue (the newest comments' `tierup.key`)."""
+        params = {"orderBy": "-created", "maxResults": RECENT_COMMENTS, "expand": "properties"}
+        answer = self.call("read comments", "GET", self.api_url(f"issue/{ref}/comment"), params=params)
+        parts = set()
+        for comment in _json(answer, "comments").objects("comments"):
+            for prop in comment.objects("properties"):
+                value = prop.raw("value") if prop.opt_text("key") == KEY_PROPERTY else None
+                if isinstance(value, Mapping) and value.get("transition") == key and isinstance(value.get("part"), int):
+                    parts.add(int(value["part"]))
+        return frozenset(parts)
+
+    def is_service_desk(self, ref: str) -> bool:
+        """Whether the issue's project is a JSM project (learned from payloads, else one project read, once)."""
+        project = ref.rsplit("-", 1)[0]
+        known = self.project_types.is_service_desk(project)
+        if known is None:
+            answer = _json(self.call("read project", "GET", self.api_url(f"project/{project}")), "project")
+            self.project_types.note(project, answer.opt_text("projectTypeKey") or "unknown")
+            known = self.project_types.is_service_desk(project)
+        return bool(known)
+
+    def _post_comment(self, ref: str, comment: PublicReply | InternalNote, marker: dict[str, Any]) -> None:
+        body = html_to_wiki(comment.body)
+        if isinstance(comment, PublicReply) and self.is_service_desk(ref):
+            # A request comment is what the customer sees and is notified of; it takes no properties,
+            # so the marker is set on it right after.
+            url = self.servicedesk_url(f"request/{ref}/comment")
+            created = self.call("public comment", "POST", url, body={"body": body, "public": True})
+            comment_id = _json(created, "comment").text("id")
+            url = self.api_url(f"comment/{comment_id}/properties/{KEY_PROPERTY}")
+            self.call("mark comment", "PUT", url, body=marker)
+            return
+        properties: list[dict[str, Any]] = [{"key": KEY_PROPERTY, "value": marker}]
+        if isinstance(comment, InternalNote):
+            properties.append(INTERNAL_PROPERTY)
+        operation = "internal note" if isinstance(comment, InternalNote) else "comment"
+        url = self.api_url(f"issue/{ref}/comment")
+        self.call(operation, "POST", url, body={"body": body, "properties": properties})
+
+    def _move_to_escalated(self, ref: str) -> None:
+        wanted = self.settings.escalated_status.strip().lower()
+        url = self.api_url(f"issue/{ref}/transitions")
+        for transition in _json(self.call("read transitions", "GET", url), "transitions").objects("transitions"):
+            target = transition.opt_obj("to")
+            names = {transition.opt_text("name"), target.opt_text("name") if target else None}
+            if wanted in {n.lower() for n in names if n}:
+                self.call("transition", "POST", url, body={"transition": {"id": transition.text("id")}})
+                return
+        log.info("no transition to %s offered on %s; status left as it is", self.settings.escalated_status, ref)
