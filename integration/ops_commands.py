@@ -277,9 +277,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     """The web server alone, under gunicorn."""
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+    from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+
+    from integration.logs import JsonFormatter, Redactor, secret_values
 
     runtime = _start(args, announce=True)
     runtime.close()  # each gunicorn worker builds its own after the fork
+    formatter = JsonFormatter(Redactor(secret_values(runtime.env)))
+
+    class JsonGunicornLogger(Logger):  # type: ignore[misc]
+        """Gunicorn's own lines (start, workers, errors) as JSON like the rest."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                for handler in logger.handlers:
+                    handler.setFormatter(formatter)
 
     def load_app() -> Any:
         from integration.logs import configure_logging, secret_values
@@ -288,7 +301,10 @@ def cmd_web(args: argparse.Namespace) -> int:
         configure_logging(CoreSettings.from_env(env).log_level, secrets=secret_values(env))
         return build_runtime(env).create_app()
 
-    options = {"bind": f"{args.host}:{args.port}", "workers": args.workers, "worker_class": "gthread", "threads": 4}
+    options = {
+        "bind": f"{args.host}:{args.port}", "workers": args.workers, "worker_class": "gthread", "threads": 4,
+        "logger_class": JsonGunicornLogger,
+    }  # fmt: skip
 
     class TierupWeb(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

@@ -459,11 +459,16 @@ class Inbox:
             return _stored(row) if row else None
 
     def claim(self, id: int, now: datetime) -> StoredDelivery | None:
-        """Mark a pending delivery as being processed and count the attempt; None if it is not pending."""
+        """Mark a queued or retrying delivery as being processed and count the attempt; None otherwise.
+
+        One claim wins, even between processes. A delivery already processing is left to
+        its worker; if that worker died, recover_in_flight queues it again after the lease.
+        """
+        claimable = [DeliveryStatus.QUEUED.value, DeliveryStatus.RETRYING.value]
         with self.db.transaction() as session:
             result = session.execute(
                 update(DeliveryRow)
-                .where(DeliveryRow.id == id, DeliveryRow.status.in_([s.value for s in PENDING_STATUSES]))
+                .where(DeliveryRow.id == id, DeliveryRow.status.in_(claimable))
                 .values(
                     status=DeliveryStatus.PROCESSING.value,
                     attempts=DeliveryRow.attempts + 1,

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,9 @@ from integration.codec import escalation_from_json
 from integration.config import load_env
 from integration.model import Platform, State
 from integration.ops_commands import Runtime, build_runtime
-from integration.ports import PermanentError
+from integration.ports import Delivery, PermanentError
 from integration.store import DeliveryStatus
-from tests.infra.conftest import post
+from tests.infra.conftest import post, wait_until
 from tests.infra.fakes import SignedAdapter, command_payload, request_payload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,47 +201,98 @@ def get(url: str) -> tuple[int, dict[str, object]]:
         return exc.code, json.loads(exc.read())
 
 
-@pytest.mark.timeout(60)
-def test_serve_answers_health_and_readiness_and_says_dry_run_first(cwd: Path) -> None:
-    port = free_port()
+def start(cwd: Path, *argv: str) -> subprocess.Popen[str]:
+    """`python -m integration.cli ARGV` in `cwd`, with no helpdesk credentials."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS and not k.startswith(("ZENDESK_", "JIRA_"))}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "integration.cli", "serve", "--port", str(port)],
+    return subprocess.Popen(
+        [sys.executable, "-m", "integration.cli", *argv],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert proc.stderr is not None
-        first = json.loads(proc.stderr.readline())
-        assert first["message"].startswith("dry-run mode: no helpdesk credentials")
-        assert first["dry_run"] is True and first["level"] == "info"
 
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, body = get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        assert (status, body) == (200, {"status": "ok"})
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, wait, and return what the process logged; it must exit cleanly."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 0, err
+    for line in err.splitlines():
+        json.loads(line)  # every log line is JSON
+    return err
+
+
+def first_log_line(proc: subprocess.Popen[str]) -> dict[str, object]:
+    assert proc.stderr is not None
+    line: dict[str, object] = json.loads(proc.stderr.readline())
+    return line
+
+
+def wait_for_http(proc: subprocess.Popen[str], url: str) -> tuple[int, dict[str, object]]:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return get(url)
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.timeout(60)
+def test_serve_answers_health_and_readiness_and_says_dry_run_first(cwd: Path) -> None:
+    port = free_port()
+    proc = start(cwd, "serve", "--port", str(port))
+    try:
+        first = first_log_line(proc)
+        assert str(first["message"]).startswith("dry-run mode: no helpdesk credentials")
+        assert first["dry_run"] is True and first["level"] == "info"
+        assert wait_for_http(proc, f"http://127.0.0.1:{port}/healthz") == (200, {"status": "ok"})
         assert get(f"http://127.0.0.1:{port}/readyz") == (
             200,
             {"status": "ready", "checks": {"database": "ok", "queue": "ok"}},
         )
         assert (cwd / "tierup.db").exists() and (cwd / "tierup-queue.db").exists()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert proc.returncode == 0, err
-    for line in err.splitlines():
-        json.loads(line)  # every log line is JSON
+        stop(proc)
+
+
+@pytest.mark.timeout(60)
+def test_web_runs_under_gunicorn(cwd: Path) -> None:
+    port = free_port()
+    proc = start(cwd, "web", "--port", str(port), "--workers", "1")
+    try:
+        assert str(first_log_line(proc)["message"]).startswith("dry-run mode")
+        assert wait_for_http(proc, f"http://127.0.0.1:{port}/healthz") == (200, {"status": "ok"})
+        assert get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+    finally:
+        err = stop(proc)
+    assert '"logger": "gunicorn.error"' in err  # gunicorn's own lines are JSON too
+
+
+@pytest.mark.timeout(60)
+def test_worker_process_takes_jobs_from_the_queue(cwd: Path) -> None:
+    runtime = build_runtime(load_env())  # what the web side of this directory would use
+    runtime.database.upgrade()
+    recorded = runtime.inbox.record(
+        Delivery(Platform.JIRA, "jira-hook-1", {}, b"{}", datetime.now(UTC)),
+        kind="jira:issue_updated",
+        ticket_ref="SUP-1",
+    )
+    runtime.tasks.enqueue(recorded.id)
+
+    proc = start(cwd, "worker", "--workers", "2")
+    try:
+        wait_until(lambda: (row := runtime.inbox.get(recorded.id)) is not None and row.status is DeliveryStatus.FAILED)
+    finally:
+        stop(proc)
+    row = runtime.inbox.get(recorded.id)
+    assert row is not None and row.last_error == "jira is not configured on this worker"
+    runtime.close()

@@ -182,6 +182,7 @@ def test_claim_counts_attempts_and_only_one_claim_wins(db: Database) -> None:
 
     claimed = inbox.claim(row_id, T0)
     assert claimed is not None and claimed.status is DeliveryStatus.PROCESSING and claimed.attempts == 1
+    assert inbox.claim(row_id, T0) is None  # a duplicate job while the first one works
     inbox.mark_processed(row_id, T0)
     assert inbox.claim(row_id, T0) is None
 

@@ -211,6 +211,14 @@ def test_a_delivery_for_a_platform_not_configured_fails_visibly(runtime: Runtime
     assert stored(runtime, recorded.id).last_error == "jira is not configured on this worker"
 
 
+def test_a_duplicate_job_leaves_a_delivery_in_progress_alone(client: FlaskClient, runtime: Runtime) -> None:
+    post(client, {"event": "ticket.echo"}, delivery_id="zd-no-ticket")  # no ticket: no lock to serialise on
+    assert runtime.inbox.claim(1, runtime.clock()) is not None  # another worker has it
+
+    assert runtime.worker.process(1) == [(1, Outcome.SKIPPED)]
+    assert stored(runtime).status is DeliveryStatus.PROCESSING and stored(runtime).attempts == 1
+
+
 def test_busy_ticket_comes_back_later_instead_of_blocking(client: FlaskClient, runtime: Runtime) -> None:
     post(client, request_payload(), delivery_id="zd-busy")
     runtime.tasks.huey.dequeue()  # the job, taken by this test instead of a consumer
