@@ -1,0 +1,220 @@
+"""integration.forms: the stored form submission, its EscalationRequest, and the adapter wrapper that routes it."""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from integration.forms import (
+    FORM_SOURCE_HEADER,
+    MAX_RATIONALE,
+    FormAwareAdapter,
+    FormSourceError,
+    email_address,
+    form_body,
+    form_headers,
+    parse_form_delivery,
+    ticket_number,
+)
+from integration.model import Channel, Decision, EscalationRequest, Ignored, Platform, PublicReply, Reason, State
+from integration.policy import load_policy
+from integration.ports import Delivery, PayloadError, SignatureError
+from integration.service import MemoryStore, handle_event
+from tests.channels.fakes import CC, REQUESTER, helpdesk
+from tests.infra.fakes import T0, request_payload, signed
+
+SERVICE_DESK = load_policy("service-desk")
+
+
+def form_delivery(platform: Platform = Platform.ZENDESK, delivery_id: str = "d-form-1", **fields: object) -> Delivery:
+    values: dict[str, object] = {
+        "ticket": "4016", "email": REQUESTER.email, "reason": Reason.WRONG_RESOLUTION,
+        "rationale": "Members cannot check in", "preferred_contact": "phone +48 555 0100", "submitted_at": T0,
+    }  # fmt: skip
+    values.update(fields)
+    body = form_body(**values)  # type: ignore[arg-type]
+    return Delivery(platform=platform, delivery_id=delivery_id, headers=form_headers(), body=body, received_at=T0)
+
+
+def with_body(delivery: Delivery, **changes: object) -> Delivery:
+    data = json.loads(delivery.body)
+    data.update(changes)
+    return replace(delivery, body=json.dumps(data).encode())
+
+
+def test_a_form_delivery_becomes_the_request_a_macro_would_make() -> None:
+    request = parse_form_delivery(form_delivery())
+
+    assert request == EscalationRequest(
+        platform=Platform.ZENDESK,
+        ticket_ref="4016",
+        requested_by=request.requested_by,
+        channel=Channel.FORM,
+        reason=Reason.WRONG_RESOLUTION,
+        received_at=T0,
+        rationale="Members cannot check in",
+        preferred_contact="phone +48 555 0100",
+        delivery_id="d-form-1",
+    )
+    assert (request.requested_by.id, request.requested_by.email) == ("form:champ@club.example", REQUESTER.email)
+
+
+def test_optional_fields_may_be_left_out() -> None:
+    request = parse_form_delivery(form_delivery(rationale=None, preferred_contact=""))
+    assert request.rationale is None and request.preferred_contact is None
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"form": 2}, "unknown form version"),
+        ({"ticket": "12a"}, "not a ticket number"),
+        ({"ticket": None}, "ticket is missing"),
+        ({"email": "not an address"}, "not an address"),
+        ({"email": ["a@b.example"]}, "email must be a string"),
+        ({"reason": "because"}, "unknown reason"),
+        ({"rationale": "x" * (MAX_RATIONALE + 1)}, "longer than"),
+        ({"submitted_at": "yesterday"}, "not an ISO 8601 time"),
+        ({"submitted_at": "2026-03-10T10:00:00"}, "no offset"),
+    ],
+)
+def test_a_body_that_is_not_a_form_submission_is_a_payload_error(change: dict[str, object], problem: str) -> None:
+    with pytest.raises(PayloadError, match=problem):
+        parse_form_delivery(with_body(form_delivery(), **change))
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"{" * 5000])
+def test_a_body_that_is_not_json_is_a_payload_error(body: bytes) -> None:
+    with pytest.raises(PayloadError):
+        parse_form_delivery(replace(form_delivery(), body=body))
+
+
+@pytest.mark.parametrize(
+    ("platform", "typed", "number"),
+    [
+        (Platform.ZENDESK, " 4016 ", "4016"),
+        (Platform.ZENDESK, "#4016", "4016"),
+        (Platform.ZENDESK, "4016a", None),
+        (Platform.ZENDESK, "", None),
+        (Platform.ZENDESK, "1" * 13, None),
+        (Platform.JIRA, "sup-12", "SUP-12"),
+        (Platform.JIRA, "12", None),
+        (Platform.JIRA, "<script>", None),
+    ],
+)
+def test_ticket_numbers_are_normalised_per_platform(platform: Platform, typed: str, number: str | None) -> None:
+    assert ticket_number(platform, typed) == number
+
+
+@pytest.mark.parametrize(
+    ("typed", "address"),
+    [(" Champ@Club.example ", "Champ@Club.example"), ("champ@club", None), ("<script>@x.example", None), ("", None)],
+)
+def test_email_addresses_are_checked_for_shape_only(typed: str, address: str | None) -> None:
+    assert email_address(typed) == address
+
+
+# --- the wrapper --------------------------------------------------------------------------
+
+
+def test_the_wrapper_sends_form_deliveries_to_the_form_parser_and_webhooks_to_the_adapter() -> None:
+    inner, _ = helpdesk()
+    adapter = FormAwareAdapter(inner)
+    body, headers = signed(request_payload("4016"), "zd-1")
+    webhook = Delivery(Platform.ZENDESK, "zd-1", headers, body, T0)
+
+    assert isinstance(adapter.parse(form_delivery()), EscalationRequest)
+    assert inner.parsed == []  # the platform parser never saw the form submission
+    parsed = adapter.parse(webhook)
+    assert isinstance(parsed, EscalationRequest) and parsed.channel is Channel.MACRO
+    assert inner.parsed == ["zd-1"]
+
+
+def test_the_wrapper_is_the_inner_adapter_for_everything_else() -> None:
+    inner, gateway = helpdesk()
+    adapter = FormAwareAdapter(inner)
+    body, headers = signed(request_payload("4016"), "zd-2")
+
+    assert (adapter.platform, adapter.gateway, adapter.dry_run) == (Platform.ZENDESK, gateway, True)
+    assert adapter.delivery_id(headers, body) == "zd-2"
+    classified = adapter.classify(json.loads(body))
+    assert classified is not None and classified.ticket_ref == "4016"
+    adapter.verify(headers, body, {}, T0)
+    assert adapter.scripted is gateway  # platform extras stay reachable
+    with pytest.raises(SignatureError):
+        adapter.verify({**headers, "X-Signed-Signature": "0" * 64}, body, {}, T0)
+
+
+@pytest.mark.parametrize("name", [FORM_SOURCE_HEADER, "X-Tierup-Source"])
+def test_a_webhook_cannot_claim_to_be_a_form_submission(name: str) -> None:
+    adapter = FormAwareAdapter(helpdesk()[0])
+    body, headers = signed(request_payload("4016"), "zd-3")
+    with pytest.raises(FormSourceError):
+        adapter.verify({**headers, name: "form"}, body, {}, T0)
+    assert issubclass(FormSourceError, SignatureError)  # answered 401 like any bad signature
+
+
+def test_the_form_module_belongs_to_the_pure_core() -> None:
+    source = Path(__file__).resolve().parents[2] / "integration" / "forms.py"
+    imported = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    allowed = {"__future__", "json", "re", "collections.abc", "datetime", "typing", "integration.model",
+               "integration.ports"}  # fmt: skip
+    assert imported <= allowed, sorted(imported - allowed)
+
+
+# --- through the service: who asks, and about which ticket ------------------------------
+
+
+def run(delivery: Delivery) -> tuple[Decision | Ignored, MemoryStore, list[object]]:
+    adapter, gateway = helpdesk()
+    store = MemoryStore()
+    result = handle_event(
+        FormAwareAdapter(adapter).parse(delivery),  # type: ignore[arg-type]
+        policy=SERVICE_DESK, gateway=gateway, store=store, clock=lambda: T0,
+    )  # fmt: skip
+    return result, store, list(gateway.planned)
+
+
+@pytest.mark.parametrize("email", [REQUESTER.email, CC.upper()])
+def test_the_requester_or_a_cc_escalates_by_form(email: str) -> None:
+    result, store, planned = run(form_delivery(email=email))
+    assert isinstance(result, Decision)
+    assert (result.state, result.rule) == (State.ESCALATED, "SD5")
+    assert result.escalation.first_contact_due == datetime(2026, 3, 10, 11, 0, tzinfo=UTC)  # SD10, London hours
+    assert len(planned) == 1 and len(store.decisions) == 1
+
+
+def test_someone_not_on_the_ticket_changes_nothing() -> None:
+    result, store, planned = run(form_delivery(email="someone@elsewhere.example"))
+    assert isinstance(result, Ignored) and "not on ticket 4016" in result.reason
+    assert planned == [] and store.decisions == []
+
+
+def test_a_ticket_that_does_not_exist_is_sd8_and_nothing_is_written() -> None:
+    result, store, planned = run(form_delivery(ticket="99999"))
+    assert isinstance(result, Decision)
+    assert (result.state, result.rule) == (State.NEEDS_INFO, "SD8")
+    assert result.actions == () and result.target_ref is None
+    assert "ticket 99999 does not exist" in result.transition.why
+    assert planned == []
+    saved = store.escalations[(Platform.ZENDESK, "99999")]
+    assert saved.history[-1] == result.transition  # the audit trail says what happened, not what was planned
+
+
+def test_an_email_naming_a_ticket_that_does_not_exist_gets_its_sd8_reply_on_its_own_ticket() -> None:
+    request = replace(parse_form_delivery(form_delivery(ticket="99999")), channel=Channel.EMAIL, origin_ref="9001")
+    _, gateway = helpdesk()
+    result = handle_event(request, policy=SERVICE_DESK, gateway=gateway, store=MemoryStore(), clock=lambda: T0)
+    assert isinstance(result, Decision) and result.rule == "SD8" and result.target_ref == "9001"
+    [(ref, actions, _key)] = gateway.planned
+    assert ref == "9001" and any(isinstance(a, PublicReply) for a in actions)
