@@ -1,0 +1,436 @@
+"""The Zendesk gateway: one cached ticket read with side-loads, one ticket PUT per transition, through zenpy.
+
+All Zendesk traffic goes to ZENDESK_URL. Rate limits and outages become TransientError with
+the server's Retry-After (nothing here sleeps); a safe_update collision becomes Conflict, so
+the service re-reads and decides again; other 4xx become PermanentError with Zendesk's own
+description.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from zenpy import Zenpy
+from zenpy.lib.api import BaseApi
+from zenpy.lib.api_objects import Ticket as ZenpyTicket
+from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
+
+from adapters.zendesk.mapping import TicketRead, ticket_read_from_show
+from adapters.zendesk.settings import ZendeskSettings
+from integration.config import ConfigError
+from integration.model import (
+    Action,
+    AddTags,
+    AssignGroup,
+    AssignUser,
+    InternalNote,
+    Platform,
+    PublicReply,
+    RemoveTags,
+    SetDue,
+    SetField,
+    SetPriority,
+    TicketSnapshot,
+)
+from integration.ports import Conflict, GatewayError, PermanentError, TransientError
+
+log = logging.getLogger("tierup.zendesk")
+
+SIDELOADS = "users,organizations,groups,slas"
+# Audit metadata keys: Zendesk stores the update's `metadata` under the audit's metadata.custom.
+KEY_FIELD = "tierup_key"
+PART_FIELD = "tierup_part"
+MAIN_PART = "main"
+NOTE_PART = "note"
+USER_AGENT = "Tierup (zenpy)"
+
+
+# --- the zenpy client --------------------------------------------------------------------------
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The response's Retry-After in seconds (delta-seconds or an HTTP date, against the response's Date)."""
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+        sent = response.headers.get("Date")
+        base = parsedate_to_datetime(sent) if sent else datetime.now(UTC)
+    except (TypeError, ValueError):
+        return None
+    return max((when - base).total_seconds(), 0.0)
+
+
+def _raise_when_throttled(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    # A session hook runs before zenpy sees the response, so zenpy's sleep-and-retry loop for
+    # 429 never starts: the worker reschedules the delivery instead of holding a thread.
+    if response.status_code in (429, 503):
+        after = retry_after_seconds(response)
+        raise TransientError(f"Zendesk answered {response.status_code} (retry after {after}s)", retry_after=after)
+
+
+def _use_scheme(client: Zenpy, scheme: str) -> None:
+    # zenpy builds https URLs; every API object's `protocol` attribute is what _build_url reads.
+    # (ZENPY_FORCE_SCHEME would do the same for every client in the process, so we do not use it.)
+    seen: set[int] = set()
+    pending: list[Any] = [client]
+    while pending:
+        obj = pending.pop()
+        for value in vars(obj).values():
+            if isinstance(value, BaseApi) and id(value) not in seen:
+                seen.add(id(value))
+                value.protocol = scheme
+                pending.append(value)
+
+
+def zenpy_client(settings: ZendeskSettings, session: requests.Session | None = None) -> Zenpy:
+    """A zenpy client on ZENDESK_URL (https or a local http stand-in) that never sleeps on a 429."""
+    if not settings.has_credentials:
+        raise ConfigError("ZENDESK_API_TOKEN is not set (environment or .env); it goes with ZENDESK_EMAIL")
+    parts = urlsplit(settings.url)
+    # zenpy joins `subdomain.domain` into the host; any host with a dot splits that way.
+    subdomain, _, domain = parts.netloc.partition(".")
+    if not domain:
+        raise ConfigError(f"ZENDESK_URL host must contain a dot (use 127.0.0.1 rather than localhost): {settings.url}")
+    session = session or requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    session.hooks["response"].append(_raise_when_throttled)
+    client = Zenpy(
+        subdomain=subdomain,
+        domain=domain,
+        email=settings.email,
+        token=None if settings.oauth_token else settings.api_token,
+        oauth_token=settings.oauth_token,
+        session=session,
+        timeout=settings.timeout_seconds,
+        # Objects must come from Zendesk each time: a cached ticket would be a stale snapshot.
+        disable_cache=True,
+        # Belt and braces: should zenpy ever reach its 429 loop, it gives up before its first sleep.
+        ratelimit_budget=1,
+        proactive_ratelimit=None,
+    )
+    if parts.scheme != "https":
+        _use_scheme(client, parts.scheme)
+    return client
+
+
+# --- HTTP failures as the ports' errors -----------------------------------------------------------
+
+
+def _describe(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason or ""
+    if not isinstance(data, dict):
+        return str(data)[:200]
+    error = data.get("error")
+    if isinstance(error, dict):  # some endpoints nest {"error": {"title", "message"}}
+        error = error.get("title") or error.get("message")
+    parts = [str(p) for p in (error, data.get("description")) if p]
+    details = data.get("details")
+    if details:
+        parts.append(str(details)[:300])
+    return ": ".join(parts) or str(data)[:200]
+
+
+def error_for_response(response: requests.Response, what: str) -> GatewayError:
+    """The port error for a failed Zendesk answer: 409 Conflict, 429/5xx transient, other 4xx permanent."""
+    status = response.status_code
+    described = _describe(response)
+    message = f"{what}: Zendesk answered {status} {described}".rstrip()
+    if status == 409:
+        return Conflict(message)
+    if status == 429 or status >= 500:
+        return TransientError(message, retry_after=retry_after_seconds(response))
+    return PermanentError(message)
+
+
+def _translate(exc: Exception, what: str) -> GatewayError:
+    response = getattr(exc, "response", None)
+    if isinstance(response, requests.Response):
+        return error_for_response(response, what)
+    if isinstance(exc, RatelimitBudgetExceeded):
+        return TransientError(f"{what}: rate limited by Zendesk")
+    if isinstance(exc, requests.RequestException):
+        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+    return PermanentError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def call_zendesk(what: str, call: Callable[[], Any]) -> Any:
+    """Run one zenpy (or session) call, turning its failures into GatewayErrors named after `what`."""
+    try:
+        return call()
+    except GatewayError:
+        raise
+    except (APIException, ZenpyException, requests.RequestException) as exc:
+        raise _translate(exc, what) from exc
+
+
+# --- HTML to readable text for the note field ------------------------------------------------------
+
+
+class _TextExtractor(HTMLParser):
+    _BREAKS = frozenset({"p", "div", "br", "li", "ul", "ol", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Our HTML bodies as plain text: paragraphs and line breaks kept, tags dropped, entities decoded."""
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    lines = [" ".join(line.split()) for line in "".join(extractor.parts).splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+# --- the gateway --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TicketUpdate:
+    """One planned ticket PUT: `part` names it in the audit metadata, so a retry can tell what landed."""
+
+    part: str
+    ticket: dict[str, Any]
+
+
+@dataclass
+class ZendeskGateway:
+    """integration.ports.Gateway for Zendesk; nothing Zendesk-shaped leaves it."""
+
+    settings: ZendeskSettings
+    client: Zenpy
+    prefetch_seconds: float = 60.0
+    monotonic: Callable[[], float] = time.monotonic
+    platform: Platform = field(default=Platform.ZENDESK, init=False)
+    _prefetched: dict[str, tuple[float, TicketRead | None]] = field(default_factory=dict, init=False, repr=False)
+    _groups: dict[str, int] | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: ZendeskSettings) -> ZendeskGateway:
+        return cls(settings=settings, client=zenpy_client(settings))
+
+    # --- reading --------------------------------------------------------------------------
+
+    @property
+    def _session(self) -> requests.Session:
+        session: requests.Session = self.client.tickets.session
+        return session
+
+    def _get(self, path: str, what: str, params: dict[str, str] | None = None) -> Any | None:
+        """GET through zenpy's session (for what zenpy cannot return whole); None on 404."""
+        url = f"{self.settings.url}/api/v2/{path}"
+        response = call_zendesk(
+            what, lambda: self._session.get(url, params=params, timeout=self.settings.timeout_seconds)
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise error_for_response(response, what)
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError(f"{what}: Zendesk answered {response.status_code} without JSON") from None
+
+    def _fetch(self, ref: str) -> TicketRead | None:
+        if not ref.isdigit():
+            return None
+        # zenpy's tickets(id=, include=) keeps the side-loads in its cache, which we disable; read them whole.
+        data = self._get(f"tickets/{ref}.json", f"read ticket {ref}", {"include": SIDELOADS})
+        return ticket_read_from_show(data) if isinstance(data, dict) else None
+
+    def read_ticket(self, ref: str) -> TicketRead | None:
+        """Read ticket `ref` once and keep it for the next snapshot() of this delivery (the parser's read)."""
+        read = self._fetch(ref)
+        with self._lock:
+            self._prefetched[ref] = (self.monotonic(), read)
+        return read
+
+    def _take_prefetched(self, ref: str) -> tuple[bool, TicketRead | None]:
+        with self._lock:
+            entry = self._prefetched.pop(ref, None)
+        if entry is None or self.monotonic() - entry[0] > self.prefetch_seconds:
+            return False, None
+        return True, entry[1]
+
+    def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
+        """The ticket with SLAs, requester and organisation: one read per delivery, None if it does not exist."""
+        found, read = self._take_prefetched(ref)
+        if not found:
+            read = self._fetch(ref)
+        if read is None:
+            return None
+        snap = read.snapshot
+        if hint is not None:
+            # The read wins; the payload only fills what the read cannot know (a routing region).
+            snap = replace(
+                snap,
+                region=snap.region or hint.region,
+                requester=snap.requester or hint.requester,
+                organisation=snap.organisation or hint.organisation,
+            )
+        return snap
+
+    def applied_parts(self, ref: str, key: str) -> set[str]:
+        """Which parts of transition `key` the ticket's newest audits already record."""
+        data = self._get(f"tickets/{ref}/audits.json", f"read audits of ticket {ref}", {"sort_order": "desc"})
+        audits = data.get("audits") if isinstance(data, dict) else None
+        parts: set[str] = set()
+        for audit in audits if isinstance(audits, list) else ():
+            metadata = audit.get("metadata") if isinstance(audit, dict) else None
+            custom = metadata.get("custom") if isinstance(metadata, dict) else None
+            if isinstance(custom, dict) and custom.get(KEY_FIELD) == key:
+                parts.add(str(custom.get(PART_FIELD) or MAIN_PART))
+        return parts
+
+    # --- group names to ids ----------------------------------------------------------------
+
+    def group_id(self, name: str) -> int:
+        """The Zendesk id of a policy group: from ZENDESK_GROUP_IDS, else one process-wide list of groups."""
+        known = self.settings.group_ids.get(name)
+        if known is not None:
+            return known
+        with self._lock:
+            if self._groups is None:
+                groups = call_zendesk("list groups", lambda: list(self.client.groups()))
+                self._groups = {str(g.name): int(g.id) for g in groups if getattr(g, "name", None)}
+            found = self._groups.get(name)
+        if found is None:
+            raise PermanentError(f"group {name!r} does not exist in Zendesk (run `tierup install zendesk`)")
+        return found
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def plan(
+        self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str
+    ) -> list[TicketUpdate]:
+        """Neutral actions as Zendesk ticket updates: the one place that knows Zendesk's fields."""
+        ticket: dict[str, Any] = {}
+        add: list[str] = []
+        remove: list[str] = []
+        custom: dict[int, Any] = {}
+        public: list[str] = []
+        notes: list[str] = []
+        for action in actions:
+            match action:
+                case AddTags(tags):
+                    add += [t for t in tags if t not in add]
+                case RemoveTags(tags):
+                    remove += [t for t in tags if t not in remove]
+                case AssignGroup(group):
+                    ticket["group_id"] = self.group_id(group)
+                case AssignUser(user):
+                    if not user.isdigit():
+                        raise PermanentError(f"assignee {user!r} is not a Zendesk user id")
+                    ticket["assignee_id"] = int(user)
+                case SetPriority(priority):
+                    ticket["priority"] = priority.value  # Zendesk's four priorities are the neutral four
+                case SetDue(due):
+                    stamp = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    due_field = self.settings.field_id("first_contact_due")
+                    if due_field is not None:
+                        custom[due_field] = stamp
+                    else:
+                        ticket["due_at"] = stamp  # Zendesk shows it on task tickets only; see README
+                case SetField(name, value):
+                    fid = self.settings.field_id(name)
+                    if fid is None:
+                        log.warning("ticket %s: no Zendesk field is configured for %r; not set", ref, name)
+                    else:
+                        custom[fid] = value
+                case PublicReply(body):
+                    public.append(body)
+                case InternalNote(body):
+                    notes.append(body)
+        if add:
+            ticket["additional_tags"] = add  # never the whole tag list: other tags stay as they are
+        removed = [t for t in remove if t not in add]
+        if removed:
+            ticket["remove_tags"] = removed
+        extra: list[TicketUpdate] = []
+        note_html = "\n".join(notes)
+        if public:
+            ticket["comment"] = {"html_body": "\n".join(public), "public": True}
+            if notes:
+                # One comment per update: the note goes into the agent-only note field, as text.
+                note_field = self.settings.field_id("escalation_note")
+                if note_field is not None:
+                    custom[note_field] = html_to_text(note_html)
+                else:
+                    comment = {"html_body": note_html, "public": False}
+                    extra.append(TicketUpdate(NOTE_PART, {"comment": comment, "metadata": _metadata(key, NOTE_PART)}))
+        elif notes:
+            ticket["comment"] = {"html_body": note_html, "public": False}
+        if custom:
+            ticket["custom_fields"] = [{"id": fid, "value": value} for fid, value in custom.items()]
+        updates: list[TicketUpdate] = []
+        if ticket:
+            ticket["metadata"] = _metadata(key, MAIN_PART)
+            if snapshot is not None and snapshot.version:
+                ticket["safe_update"] = True
+                ticket["updated_stamp"] = snapshot.version
+            updates.append(TicketUpdate(MAIN_PART, ticket))
+        return updates + extra
+
+    def _put(self, ref: str, update: TicketUpdate) -> None:
+        with self._lock:
+            self._prefetched.pop(ref, None)  # the ticket changes: a kept read is stale now
+        ticket = ZenpyTicket(id=int(ref), **update.ticket)
+        call_zendesk(f"update ticket {ref}", lambda: self.client.tickets.update(ticket))
+
+    def apply(
+        self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
+    ) -> None:
+        """Apply a transition's actions in one ticket PUT (two only when the note field is not installed)."""
+        if not ref.isdigit():
+            raise PermanentError(f"{ref!r} is not a Zendesk ticket number")
+        updates = self.plan(ref, actions, snapshot=snapshot, key=key)
+        done = self.applied_parts(ref, key) if retry and updates else set()
+        for update in updates:
+            if update.part in done:
+                log.info(
+                    "ticket %s: %s of transition %s is already on the ticket; not sent again", ref, update.part, key
+                )
+                continue
+            self._put(ref, update)
+            log.info("ticket %s: applied %s of transition %s", ref, update.part, key)
+
+
+def _metadata(key: str, part: str) -> dict[str, str]:
+    return {KEY_FIELD: key, PART_FIELD: part}
