@@ -59,7 +59,8 @@ def build_adapter(env: Mapping[str, str], policy: Policy) -> JiraAdapter | None:
     gateway: Gateway
     own_accounts: Callable[[], frozenset[str]]
     if settings.has_credentials:
-        jira = JiraGateway(settings, escalated_label=policy.tags.escalated, project_types=project_types)
+        jira = JiraGateway(settings, escalated_label=policy.tags.escalated, project_types=project_types,
+                           read_slas=bool(policy.sla_gate_reasons))  # fmt: skip
         gateway, own_accounts = jira, jira.own_accounts
     else:
         gateway, own_accounts = DryRunGateway(Platform.JIRA), frozenset

@@ -180,12 +180,15 @@ class JiraGateway:
         *,
         escalated_label: str,
         project_types: ProjectTypes | None = None,
+        read_slas: bool = True,
         clock: Callable[[], datetime] = utcnow,
         timeout: float | tuple[float, float] = (10.0, 30.0),
     ) -> None:
         self.settings = settings
         self.escalated_label = escalated_label
         self.project_types = project_types or ProjectTypes()
+        # Only a policy with an SLA gate (SD1) looks at SLAs: others skip the read.
+        self.read_slas = read_slas
         self.clock = clock
         self.timeout = timeout
         self._client: JIRA | None = None
@@ -264,29 +267,31 @@ class JiraGateway:
 
     def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
         """The issue for the policy: the webhook's fields plus the JSM SLAs (one read), or one issue GET."""
+        project = ref.rsplit("-", 1)[0]
+        if hint is not None and (not self.read_slas or self.project_types.is_service_desk(project) is False):
+            return hint
         if hint is not None:
-            project = ref.rsplit("-", 1)[0]
-            if self.project_types.is_service_desk(project) is False:
-                return hint
-            answer = self.call("read SLAs", "GET", self.servicedesk_url(f"request/{ref}/sla"),
-                               params={"limit": SLA_PAGE}, missing_ok=True)  # fmt: skip
+            url, operation, params = self.servicedesk_url(f"request/{ref}/sla"), "read SLAs", {"limit": SLA_PAGE}
+        else:
+            url, operation, params = self.api_url(f"issue/{ref}"), "read issue", {}
+        answer = self.call(operation, "GET", url, params=params, missing_ok=True)
+        try:
+            if hint is None:
+                if answer is None:
+                    return None
+                issue = _json(answer, "issue")
+                self.project_types.note(*project_of(issue))
+                return issue_snapshot(issue, self.settings, slas_in_fields(issue.obj("fields"), self.clock()))
             if answer is None:
-                # Not a JSM request: nothing to read next time either.
+                # Not a JSM request: remember it, so the next event on this project reads nothing.
                 if self.project_types.is_service_desk(project) is None:
                     self.project_types.note(project, "not_service_desk")
                 return hint
-            now = self.clock()
             values = _json(answer, "SLA answer").objects("values")
+            now = self.clock()
             return replace(hint, slas=tuple(t for t in (sla_target(v, now) for v in values) if t is not None))
-        answer = self.call("read issue", "GET", self.api_url(f"issue/{ref}"), missing_ok=True)
-        if answer is None:
-            return None
-        issue = _json(answer, "issue")
-        try:
-            self.project_types.note(*project_of(issue))
-            return issue_snapshot(issue, self.settings, slas_in_fields(issue.obj("fields"), self.clock()))
         except JiraPayloadError as exc:
-            raise PermanentError(f"unexpected Jira answer: {exc}") from None
+            raise PermanentError(f"unexpected Jira answer to {operation}: {exc}") from None
 
     def search_issues(self, jql: str, fields: Sequence[str], page_size: int = SEARCH_PAGE) -> Iterator[dict[str, Any]]:
         """Every issue `jql` finds (raw JSON, with `fields`), page by page: Cloud's `search/jql`, DC's `search`."""

@@ -72,8 +72,9 @@ def delivery(body: bytes | Any, delivery_id: str = "wh-1", attempt: int = 1) -> 
     """A stored delivery of `body` (bytes, or JSON to serialise) as the inbox hands it to the worker."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"X-Atlassian-Webhook-Identifier": delivery_id, "Content-Type": "application/json"}
-    return Delivery(platform=Platform.JIRA, delivery_id=delivery_id, headers=headers, body=data,
-                    received_at=NOW, attempt=attempt)  # fmt: skip
+    return Delivery(
+        platform=Platform.JIRA, delivery_id=delivery_id, headers=headers, body=data, received_at=NOW, attempt=attempt
+    )
 
 
 @dataclass
@@ -142,8 +143,9 @@ class Site:
         """Answers to one transition's writes on `key`: edit, comments, marker, transition."""
         self.rsps.put(self.api(f"issue/{key}"), status=204)
         self.rsps.post(self.api(f"issue/{key}/comment"), status=201, json=fixture("rest_api2_comment_added.json"))
-        self.rsps.post(self.sd(f"request/{key}/comment"), status=201,
-                       json=fixture("servicedeskapi_request_comment_added.json"))  # fmt: skip
+        self.rsps.post(
+            self.sd(f"request/{key}/comment"), status=201, json=fixture("servicedeskapi_request_comment_added.json")
+        )
         self.rsps.put(self.api("comment/10101/properties/tierup.key"), status=201)
         if transitions:
             self.rsps.get(self.api(f"issue/{key}/transitions"), json=fixture("rest_api2_issue_transitions.json"))
@@ -208,5 +210,11 @@ class Run:
         event = self.parse(name_or_payload, delivery_id)
         if isinstance(event, Ignored):
             return event
-        return handle_event(event, policy=self.policy, gateway=self.adapter.gateway, store=self.store,
-                            clock=lambda: self.now, retry=retry)  # fmt: skip
+        return handle_event(
+            event,
+            policy=self.policy,
+            gateway=self.adapter.gateway,
+            store=self.store,
+            clock=lambda: self.now,
+            retry=retry,
+        )
