@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import re
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
@@ -13,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from integration.logs import log_context
-from integration.ports import Classified, Delivery, PayloadError, PlatformAdapter
+from integration.ports import Classified, Delivery, PayloadError, PlatformAdapter, SignatureError
 from integration.store import HeaderMap
 from webhooks.app import web_config
 
@@ -43,14 +44,14 @@ def receive(platform: str) -> ResponseReturnValue:
     headers = HeaderMap(request.headers.items())
     now = config.clock()
 
-    adapter.verify(headers, body, request.args.to_dict(), now)  # over the raw bytes, before parsing
+    _verify(adapter, headers, body, request.args.to_dict(), now)  # over the raw bytes, before parsing
     classified = _classify(adapter, _json(body))
     if classified is None:
         unsupported.info("unsupported %s payload", adapter.platform.value, extra={"platform": adapter.platform.value})
         config.metrics.responses.inc(adapter.platform.value, "200")
         return jsonify(status="ignored", detail="not an event Tierup handles"), 200
 
-    delivery_id = _delivery_id(adapter.delivery_id(headers, body), body)
+    delivery_id = _delivery_id(_platform_delivery_id(adapter, headers, body), body)
     delivery = Delivery(platform=adapter.platform, delivery_id=delivery_id, headers=headers, body=body, received_at=now)
     with log_context(delivery_id=delivery_id, ticket_ref=classified.ticket_ref):
         recorded = config.inbox.record(
@@ -70,6 +71,27 @@ def receive(platform: str) -> ResponseReturnValue:
         config.metrics.received.inc(adapter.platform.value)
         config.metrics.responses.inc(adapter.platform.value, "202")
         return jsonify(status="accepted", id=recorded.id), 202
+
+
+class UnreadableSignatureError(SignatureError):
+    """Signature headers so malformed that the adapter could not even check them."""
+
+
+def _verify(adapter: PlatformAdapter, headers: HeaderMap, body: bytes, query: dict[str, str], now: datetime) -> None:
+    try:
+        adapter.verify(headers, body, query, now)
+    except (SignatureError, PayloadError):
+        raise
+    except (KeyError, TypeError, ValueError, UnicodeError, IndexError) as exc:
+        # A header the adapter's parsing choked on is still an unauthenticated delivery: 401, not 500.
+        raise UnreadableSignatureError(f"signature headers unreadable ({type(exc).__name__})") from None
+
+
+def _platform_delivery_id(adapter: PlatformAdapter, headers: HeaderMap, body: bytes) -> str | None:
+    try:
+        return adapter.delivery_id(headers, body)
+    except (KeyError, TypeError, ValueError, UnicodeError, IndexError):
+        return None  # derived from the body instead
 
 
 def _json(body: bytes) -> Any:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 
 import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from integration.model import Platform
 from integration.ops_commands import Runtime
 from integration.ports import SignatureError
 from integration.store import DeliveryStatus
@@ -103,6 +106,23 @@ def test_signature_errors_of_every_platform_map_to_401(runtime: Runtime) -> None
     app = runtime.create_app()
     app.extensions["tierup"].adapters[Rejecting().platform] = Rejecting()
     assert app.test_client().post("/webhooks/zendesk", data=b"{}").status_code == 401
+
+
+def test_an_adapter_choking_on_signature_headers_is_still_401_not_500(runtime: Runtime) -> None:
+    class Strict(SignedAdapter):
+        def verify(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str], now: datetime) -> None:
+            int(headers.get("X-Signed-Timestamp", "not a number"))  # an adapter bug, met with sender input
+
+        def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
+            raise KeyError("X-Signed-Delivery-Id")
+
+    runtime.adapters[Platform.ZENDESK] = Strict()
+    client = runtime.create_app().test_client()
+    assert client.post("/webhooks/zendesk", data=b"{}", headers={"X-Signed-Timestamp": "yesterday"}).status_code == 401
+    response = client.post("/webhooks/zendesk", data=json.dumps(request_payload()), headers={"X-Signed-Timestamp": "1"})
+    assert response.status_code == 202 and response.json is not None  # the delivery id falls back to the body's hash
+    stored = runtime.inbox.get(response.json["id"])
+    assert stored is not None and stored.delivery_id.startswith("sha256:")
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe", b'{"event": "escalation.requested"'])
