@@ -7,11 +7,12 @@ schema is owned by the Alembic migrations in integration/migrations (`Database.u
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     select,
@@ -308,9 +310,11 @@ class HeaderMap(Mapping[str, str]):
 
 # Header names never stored or logged, whatever the platform calls them.
 _SECRET_HEADER = re.compile(r"authorization|cookie|signature|secret|token|password|api[-_]?key", re.IGNORECASE)
-# Headers worth keeping: delivery ids, event types, timestamps, retry counts.
+# Headers worth keeping: delivery ids, event types, timestamps, retry counts, and the mark of
+# Tierup's own form submissions (integration.forms; webhooks carrying it are refused before this).
 _USEFUL_HEADER = re.compile(
-    r"^(content-type|user-agent|x-[\w-]*(id|identifier|event|timestamp|retry|attempt|delivery|topic|hook)[\w-]*)$",
+    r"^(content-type|user-agent|x-tierup-source|"
+    r"x-[\w-]*(id|identifier|event|timestamp|retry|attempt|delivery|topic|hook)[\w-]*)$",
     re.IGNORECASE,
 )
 
@@ -713,3 +717,151 @@ class SweepCursors:
                 session.add(SweepCursorRow(platform=platform.value, name=name, cursor=cursor, updated_at=now))
             else:
                 row.cursor, row.updated_at = cursor, now
+
+
+# --- the escalation form and the leads' dashboard (webhooks.escalate, webhooks.dashboard) ------
+
+# Rate-limit hits older than this are pruned whoever asks: no limit looks further back.
+MAX_RATE_WINDOW = timedelta(days=1)
+
+
+class RateLimitHitRow(Base):
+    """One counted attempt in a bucket (a hashed address or client IP): sliding-window rate limits."""
+
+    __tablename__ = "rate_limit_hits"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        Index("ix_rate_limit_hits_bucket_at", "bucket", "at"),
+        Index("ix_rate_limit_hits_at", "at"),
+    )
+
+
+class WebSecretRow(Base):
+    """A secret the web side generates once and every process shares (the session signing key)."""
+
+    __tablename__ = "web_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RateLimits:
+    """Sliding-window limits kept in the database, so they hold across gunicorn workers and machines."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def bucket(key: str) -> str:
+        # Hashed: the table says how often someone tried, not who (addresses are personal data).
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    def acquire(self, keys: Iterable[str], *, limit: int, window: timedelta, now: datetime) -> float | None:
+        """Count one attempt on every key, unless one is at `limit` within `window`: then the seconds to wait."""
+        if window > MAX_RATE_WINDOW:
+            raise ValueError(f"a rate-limit window is at most {MAX_RATE_WINDOW}")
+        buckets = sorted({self.bucket(k) for k in keys})
+        since = now - window
+        with self.db.transaction() as session:
+            session.execute(delete(RateLimitHitRow).where(RateLimitHitRow.at <= now - MAX_RATE_WINDOW))
+            counts = session.execute(
+                select(RateLimitHitRow.bucket, func.count(), func.min(RateLimitHitRow.at))
+                .where(RateLimitHitRow.bucket.in_(buckets), RateLimitHitRow.at > since)
+                .group_by(RateLimitHitRow.bucket)
+            ).all()
+            waits = [(oldest + window - now).total_seconds() for _, n, oldest in counts if n >= limit]
+            if waits:
+                return max(1.0, *waits)
+            session.add_all(RateLimitHitRow(bucket=b, at=now) for b in buckets)
+        return None
+
+
+class WebSecrets:
+    """Named secrets generated on first use and stored, so every web process signs alike."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get_or_create(self, name: str, make: Callable[[], str], now: datetime) -> str:
+        """The stored secret `name`, generating it with `make` the first time."""
+        try:
+            with self.db.transaction() as session:
+                row = session.get(WebSecretRow, name)
+                if row is not None:
+                    return row.value
+                value = make()
+                session.add(WebSecretRow(name=name, value=value, created_at=now))
+                return value
+        except IntegrityError:
+            # Another process stored it first (PostgreSQL; SQLite takes turns): theirs stands.
+            with self.db.transaction() as session:
+                row = session.get(WebSecretRow, name)
+                if row is None:
+                    raise
+                return row.value
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEscalation:
+    """An escalation with its row id (the dashboard's and the API's handle on it)."""
+
+    id: int
+    escalation: Escalation
+    updated_at: datetime
+
+
+class EscalationQueries:
+    """The dashboard's reads: filtered lists and single escalations by id."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def find(
+        self,
+        states: Iterable[State],
+        *,
+        platform: Platform | None = None,
+        group: str | None = None,
+        limit: int = 200,
+    ) -> list[StoredEscalation]:
+        """Escalations in `states` (optionally of one platform and group), the soonest first-contact due first."""
+        query = (
+            select(EscalationRow)
+            .where(EscalationRow.state.in_([s.value for s in states]))
+            .order_by(
+                EscalationRow.first_contact_due.is_(None),
+                EscalationRow.first_contact_due,
+                EscalationRow.updated_at.desc(),
+                EscalationRow.id.desc(),
+            )
+            .limit(limit)
+        )
+        if platform is not None:
+            query = query.where(EscalationRow.platform == platform.value)
+        if group is not None:
+            query = query.where(EscalationRow.group_name == group)
+        with self.db.transaction() as session:
+            return [_stored_escalation(r) for r in session.scalars(query)]
+
+    def get(self, id: int) -> StoredEscalation | None:
+        """One escalation by row id, or None."""
+        with self.db.transaction() as session:
+            row = session.get(EscalationRow, id)
+            return _stored_escalation(row) if row else None
+
+    def groups(self) -> list[str]:
+        """Every group an escalation is assigned to, for the dashboard's filter."""
+        with self.db.transaction() as session:
+            found = session.scalars(
+                select(EscalationRow.group_name).where(EscalationRow.group_name.is_not(None)).distinct()
+            )
+            return sorted(g for g in found if g)
+
+
+def _stored_escalation(row: EscalationRow) -> StoredEscalation:
+    return StoredEscalation(id=row.id, escalation=escalation_from_json(row.data), updated_at=row.updated_at)
