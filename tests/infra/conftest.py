@@ -80,6 +80,17 @@ def running_consumer(tasks: TaskQueue, workers: int = 4) -> Iterator[None]:
         consumer.stop(graceful=True)
 
 
+def head_revision() -> str:
+    """The newest migration: what `upgrade` must reach."""
+    from alembic.script import ScriptDirectory
+
+    from integration.store import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return str(head)
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not check():

@@ -23,7 +23,7 @@ from integration.model import Platform, State
 from integration.ops_commands import Runtime, build_runtime
 from integration.ports import Delivery, PermanentError
 from integration.store import DeliveryStatus
-from tests.infra.conftest import post, wait_until
+from tests.infra.conftest import head_revision, post, wait_until
 from tests.infra.fakes import SignedAdapter, command_payload, request_payload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def history(cwd: Path) -> SignedAdapter:
 
 def test_db_upgrade(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().out.strip() == "database at revision 0001 (sqlite:///tierup.db)"
+    assert capsys.readouterr().out.strip() == f"database at revision {head_revision()} (sqlite:///tierup.db)"
     assert (cwd / "tierup.db").exists()
     assert main(["db", "upgrade"]) == 0
 

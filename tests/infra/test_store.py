@@ -38,6 +38,7 @@ from integration.store import (
     sqlite_path,
     stored_headers,
 )
+from tests.infra.conftest import head_revision
 from tests.infra.fakes import T0
 
 
@@ -86,7 +87,7 @@ def decision(ref: str = "4016", state: State = State.ESCALATED, history: tuple[T
 
 
 def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
-    assert db.current_revision() == "0001"
+    assert db.current_revision() == head_revision()
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
         tables = set(inspect(conn).get_table_names())
@@ -95,7 +96,7 @@ def test_migrations_create_the_schema_the_models_describe(db: Database) -> None:
 
 def test_upgrade_twice_is_a_no_op(db: Database) -> None:
     db.upgrade()
-    assert db.current_revision() == "0001"
+    assert db.current_revision() == head_revision()
 
 
 def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
@@ -106,7 +107,7 @@ def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=root, stderr=subprocess.PIPE) for _ in range(4)]
     errors = [p.communicate(timeout=60)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
-    assert Database(url).current_revision() == "0001"
+    assert Database(url).current_revision() == head_revision()
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
