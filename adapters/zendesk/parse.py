@@ -285,8 +285,6 @@ def handle_escalation_requested(body: Obj, delivery: Delivery, context: ParseCon
             Platform.ZENDESK, ticket.opt_text("subject"), ticket.opt_text("description"), body.opt_text("comment"),
             exclude=ref,
         )  # fmt: skip
-        if named is not None and context.read is not None and context.read(named) is None:
-            named = None  # SD8: a number that does not exist is treated like no number
         return EscalationRequest(ticket_ref=named, origin_ref=ref, **common)
     return EscalationRequest(ticket_ref=ref, ticket=_trigger_hint(body), **common)
 

@@ -124,9 +124,13 @@ class FakeZendesk:
     base: str = API
     tickets: dict[str, Any] = field(default_factory=dict)
     audits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # Answers to give PUTs before the normal 200, e.g. [(409, {...}, {})]; consumed in order.
-    put_failures: list[tuple[int, Any, dict[str, str]]] = field(default_factory=list)
+    # Answers to give the next PUTs / ticket reads, e.g. [(409, {...}, {})], consumed in order; None = answer normally.
+    put_failures: list[tuple[int, Any, dict[str, str]] | None] = field(default_factory=list)
+    read_failures: list[tuple[int, Any, dict[str, str]] | Exception | None] = field(default_factory=list)
     on_put: Callable[[str, dict[str, Any]], None] | None = None
+    # Versions a ticket takes on, one per later read (after the first show()).
+    later_versions: dict[str, list[Any]] = field(default_factory=dict)
+    served: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ticket_url = re.compile(re.escape(self.base) + r"/tickets/(\d+)\.json(\?.*)?$")
@@ -142,6 +146,16 @@ class FakeZendesk:
 
     def _show(self, request: Any) -> tuple[int, dict[str, str], str]:
         ref = self._ticket_id(request.url, r"/tickets/(\d+)\.json")
+        failure = self.read_failures.pop(0) if self.read_failures else None
+        if isinstance(failure, Exception):
+            raise failure  # what requests raises when the connection times out or drops
+        if failure is not None:
+            status, body, headers = failure
+            return status, {"Content-Type": "application/json", **headers}, json.dumps(body)
+        later = self.later_versions.get(ref)
+        if later and self.served.get(ref):
+            self.tickets[ref] = later.pop(0)  # the ticket changed since the last read
+        self.served[ref] = self.served.get(ref, 0) + 1
         if ref not in self.tickets:
             return 404, {"Content-Type": "application/json"}, json.dumps(fixture("api_error_404_record_not_found.json"))
         return 200, {"Content-Type": "application/json"}, json.dumps(self.tickets[ref])
@@ -154,8 +168,9 @@ class FakeZendesk:
 
     def _put(self, request: Any) -> tuple[int, dict[str, str], str]:
         ref = self._ticket_id(request.url, r"/tickets/(\d+)\.json")
-        if self.put_failures:
-            status, body, headers = self.put_failures.pop(0)
+        failure = self.put_failures.pop(0) if self.put_failures else None
+        if failure is not None:
+            status, body, headers = failure
             return status, {"Content-Type": "application/json", **headers}, json.dumps(body)
         sent = json.loads(request.body)["ticket"]
         if self.on_put:
