@@ -3,7 +3,8 @@
 Per-ticket order: every delivery row has an increasing id. A job takes its ticket's lock and
 then runs all of that ticket's pending deliveries in id order, so whichever job gets the
 lock first does the earlier ones; a job that finds the lock taken comes back shortly. A
-delivery waiting for a retry holds back the later ones of its ticket.
+delivery waiting for a retry holds back the later ones of its ticket, and so does one a
+dead worker left processing, until in-flight recovery queues it again after the lease.
 """
 
 from __future__ import annotations
