@@ -115,7 +115,7 @@ class Runtime:
         return f"live mode: {platforms}"
 
     def web_config(self) -> WebConfig:
-        from webhooks.app import WebConfig
+        from webhooks.app import ChannelSettings, WebConfig
 
         return WebConfig(
             settings=self.settings,
@@ -126,6 +126,10 @@ class Runtime:
             checks={"database": self.database.ping, "queue": self.tasks.ping},
             queue_depth=self.tasks.depth,
             clock=self.clock,
+            # The escalation form and the dashboard.
+            policy=self.policy,
+            escalations=self.escalations,
+            channels=ChannelSettings.from_env(self.env),
         )
 
     def create_app(self) -> Flask:
@@ -181,6 +185,7 @@ def build_runtime(
     Nothing is migrated or started here; commands do that. `adapters` replaces the
     configured ones (tests).
     """
+    from integration.forms import FormAwareAdapter
     from integration.logs import Redactor, secret_values
     from integration.policy import load_policy
     from integration.processing import Worker
@@ -196,6 +201,8 @@ def build_runtime(
         built, notes = build_adapters(env, policy)
     else:
         built = dict(adapters)
+    # Form submissions are stored as deliveries of their platform: they must not reach its parser.
+    built = {platform: FormAwareAdapter(adapter) for platform, adapter in built.items()}
     database = Database(settings.database_url)
     inbox = Inbox(database)
     escalations = SqlEscalationStore(database, inbox)

@@ -12,10 +12,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from integration.config import CoreSettings
+from integration.config import ConfigError, CoreSettings
 from integration.model import Platform
+from integration.policy import Policy
 from integration.ports import PayloadError, PlatformAdapter, SignatureError
-from integration.store import Inbox
+from integration.store import Inbox, SqlEscalationStore
 from webhooks.metrics import Metrics
 
 log = logging.getLogger("tierup.webhooks")
@@ -23,6 +24,36 @@ log = logging.getLogger("tierup.webhooks")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- settings of the escalation form and the dashboard (webhooks.escalate, webhooks.dashboard) ---
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """TIERUP_FORM_PLATFORM, TIERUP_SECRET_KEY and TIERUP_FORM_RATE_LIMIT."""
+
+    form_platform: Platform | None = None  # None: the one configured platform, Zendesk when both
+    secret_key: str | None = None  # None: generated once and kept in the database
+    form_rate_limit: int = 5  # form submissions per hour, per email address and per client IP
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ChannelSettings:
+        """Read and check the settings; ConfigError names a wrong one."""
+        platform = (env.get("TIERUP_FORM_PLATFORM") or "").strip().lower()
+        if platform and platform not in Platform._value2member_map_:
+            raise ConfigError(f"TIERUP_FORM_PLATFORM must be one of {', '.join(Platform)}, got {platform!r}")
+        raw_limit = (env.get("TIERUP_FORM_RATE_LIMIT") or "").strip()
+        if raw_limit and not (raw_limit.isdigit() and int(raw_limit) > 0):
+            raise ConfigError(f"TIERUP_FORM_RATE_LIMIT must be a positive whole number, got {raw_limit!r}")
+        secret = (env.get("TIERUP_SECRET_KEY") or "").strip()
+        if secret and len(secret) < 16:
+            raise ConfigError("TIERUP_SECRET_KEY is too short: use at least 16 random characters")
+        return cls(
+            form_platform=Platform(platform) if platform else None,
+            secret_key=secret or None,
+            form_rate_limit=int(raw_limit) if raw_limit else 5,
+        )
 
 
 @dataclass(frozen=True)
@@ -38,6 +69,10 @@ class WebConfig:
     checks: Mapping[str, Callable[[], None]] = field(default_factory=dict)
     queue_depth: Callable[[], int] | None = None
     clock: Callable[[], datetime] = utcnow
+    # The escalation form and the dashboard: off without a policy and an escalation store.
+    policy: Policy | None = None
+    escalations: SqlEscalationStore | None = None
+    channels: ChannelSettings = field(default_factory=ChannelSettings)
 
     def adapter(self, platform: str) -> PlatformAdapter | None:
         """The adapter for a URL's platform segment, or None when it is unknown or not configured."""
@@ -66,7 +101,18 @@ def create_app(config: WebConfig) -> Flask:
     _register_errors(app)
     app.register_blueprint(receive.blueprint)
     app.register_blueprint(ops.blueprint)
+    _register_pages(app, config)
     return app
+
+
+def _register_pages(app: Flask, config: WebConfig) -> None:
+    """The escalation form and the leads' dashboard with its JSON API."""
+    from webhooks import dashboard, escalate
+
+    escalate.install_sessions(app, config)
+    app.register_blueprint(escalate.blueprint)
+    app.register_blueprint(dashboard.blueprint)
+    app.register_blueprint(dashboard.api)
 
 
 def _register_errors(app: Flask) -> None:
