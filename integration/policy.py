@@ -680,9 +680,16 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
                         **changes)  # fmt: skip
 
     # SD8: nothing to escalate without an existing ticket; never escalate a brand-new query.
+    # A number that does not exist is treated the same; the answer goes where the request came
+    # from (an email's own ticket), or nowhere (a form, which answered on the page).
     if ticket is None:
+        why = f"ticket {req.ticket_ref} does not exist" if req.ticket_ref else "no existing ticket number"
+        if req.origin_ref is None:
+            return d.finish(event, State.NEEDS_INFO, base, "no_ticket", f"{why}; nowhere to reply", [], actor, None,
+                            req.delivery_id)  # fmt: skip
         reply = policy.render("ticket_number_reply", **ctx)
-        return out(State.NEEDS_INFO, "no_ticket", "no existing ticket number", [PublicReply(reply)])
+        return d.finish(event, State.NEEDS_INFO, base, "no_ticket", why, [PublicReply(reply)], actor, req.origin_ref,
+                        req.delivery_id)  # fmt: skip
 
     is_breach = req.channel is Channel.SLA_BREACH
 
@@ -813,8 +820,10 @@ def _level_up(
     ctx = d.context(level=level, group=group, actor=actor)
     if group is None:
         note = f"No level {level} is configured in policy {policy.name}; the escalation stays at level {level - 1}."
+        # A missed promise is acted on once, even at the top: forget it rather than note it every minute.
         return d.finish(event, escalation.state, escalation, rule, f"{why}; no higher level",
-                        [InternalNote(note)], actor, escalation.ticket_ref, delivery_id)  # fmt: skip
+                        [InternalNote(note)], actor, escalation.ticket_ref, delivery_id,
+                        first_contact_due=None)  # fmt: skip
     note_name = "deadline_note" if rule == "deadline" else "level_2_note"
     due = _fmt(policy, escalation.region, escalation.first_contact_due)
     actions: list[Action] = [
@@ -842,7 +851,8 @@ def _decide_command(policy: Policy, escalation: Escalation, cmd: ReviewCommand, 
 
     if cmd.command is Command.CONFIRM:
         # LR7: confirmed; first contact within the promised business time from the request.
-        start = escalation.requested_at or now
+        # The promise runs from the request (LR7); confirmed one level up, it runs from now.
+        start = (escalation.requested_at or now) if escalation.level == 1 else now
         due = policy.calendar_for(escalation.region).add_business_time(start, policy.first_contact_within)
         ctx = d.context(due=_fmt(policy, escalation.region, due), actor=actor)
         # A confirmed escalation is still Escalated: keep that tag (and the level tag).

@@ -79,10 +79,6 @@ def handle_event(
             decision = decide(policy, escalation, replace(event, ticket=snapshot), clock())
         except IllegalTransition as exc:
             return Ignored(str(exc), ref)
-        if isinstance(event, EscalationRequest) and ref and snapshot is None and decision.target_ref == ref:
-            # The ticket it names does not exist (SD8): answer where the request came from
-            # (an email's own ticket), or nowhere (a form), and record only what happened.
-            decision = _retargeted(decision, event.origin_ref, f"ticket {ref} does not exist")
         if decision.actions and decision.target_ref:
             try:
                 gateway.apply(
@@ -99,16 +95,6 @@ def handle_event(
         store.save(decision)
         return decision
     raise TransientError(f"ticket {ref} kept changing while we wrote to it")
-
-
-def _retargeted(decision: Decision, target_ref: str | None, why: str) -> Decision:
-    """The decision sent to `target_ref` instead; with no target, without its actions (nowhere to go)."""
-    if target_ref is not None:
-        return replace(decision, target_ref=target_ref)
-    transition = replace(decision.transition, actions=(), why=f"{decision.transition.why}; {why}, nothing written")
-    history = (*decision.escalation.history[:-1], transition)
-    escalation = replace(decision.escalation, history=history)
-    return replace(decision, transition=transition, escalation=escalation, target_ref=None)
 
 
 @dataclass
