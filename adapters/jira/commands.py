@@ -1,9 +1,77 @@
-"""Commands this part of the service adds to `tierup` (registered by integration.cli)."""
+"""`tierup install jira` and `tierup uninstall jira` (registered by integration.cli)."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
+
+from adapters.jira.gateway import JiraGateway
+from adapters.jira.install import apply_install, describe_install, plan_install, uninstall
+from adapters.jira.settings import JiraSettings
+from integration.cli import CommandError
+from integration.config import ConfigError, CoreSettings, load_env
+from integration.policy import Policy, load_policy
+from integration.ports import GatewayError
+
+ENV_FILE = Path(".env")  # where load_env() reads settings, so where the installer stores them
+
+
+def _target_parsers(sub: Any) -> tuple[Any, Any]:
+    # Returns the (install, uninstall) sub-subparser collections, creating them once: the Zendesk
+    # commands share them through the same helper, whichever registers first.
+    choices = sub.choices
+    if "install" not in choices:
+        sub.add_parser("install", help="create or update what Tierup needs in a helpdesk").add_subparsers(
+            dest="target", required=True
+        )
+        sub.add_parser("uninstall", help="remove what `install` created").add_subparsers(dest="target", required=True)
+    return choices["install"]._subparsers._group_actions[0], choices["uninstall"]._subparsers._group_actions[0]
 
 
 def register(sub: Any) -> None:
-    """Add this module's subcommands to the `tierup` parser."""
+    """Add `install jira` and `uninstall jira` to the `tierup` parser."""
+    install, remove = _target_parsers(sub)
+    p = install.add_parser("jira", help="register the Jira webhook and check fields, groups, priorities and status")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing in Jira or .env")
+    p.set_defaults(handler=cmd_install_jira)
+    u = remove.add_parser("jira", help="remove the Jira webhook Tierup registered")
+    u.add_argument("--dry-run", action="store_true", help="print what would be removed")
+    u.set_defaults(handler=cmd_uninstall_jira)
+
+
+def _gateway(env: dict[str, str]) -> tuple[JiraGateway, CoreSettings, Policy]:
+    settings = JiraSettings.from_env(env)
+    if settings is None:
+        raise ConfigError("JIRA_URL is not set (environment or .env)")
+    core = CoreSettings.from_env(env)
+    policy = load_policy(core.policy)
+    return JiraGateway(settings, escalated_label=policy.tags.escalated), core, policy
+
+
+def cmd_install_jira(args: argparse.Namespace) -> int:
+    """Register or update the webhook, store its secret, and report what an admin must create."""
+    gateway, core, policy = _gateway(load_env(ENV_FILE))
+    try:
+        plan = plan_install(gateway, policy, core.public_url)
+        if not args.dry_run:
+            apply_install(gateway, plan, ENV_FILE)
+    except GatewayError as exc:
+        raise CommandError(f"Jira: {exc}") from None
+    mode = " (dry run: nothing changed)" if args.dry_run else ""
+    projects = ", ".join(gateway.settings.projects)
+    print(f"Jira {gateway.settings.url} ({gateway.deployment.value}), projects {projects}{mode}")
+    print(describe_install(plan, dry_run=args.dry_run, env_file=ENV_FILE))
+    return 1 if plan.problems else 0
+
+
+def cmd_uninstall_jira(args: argparse.Namespace) -> int:
+    """Delete the webhook(s) Tierup registered in Jira; other webhooks stay."""
+    gateway, core, _ = _gateway(load_env(ENV_FILE))
+    try:
+        removed = uninstall(gateway, core.public_url, dry_run=args.dry_run)
+    except GatewayError as exc:
+        raise CommandError(f"Jira: {exc}") from None
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} webhook {', '.join(removed)}" if removed else "no Tierup webhook is registered in Jira")
+    return 0

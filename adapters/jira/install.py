@@ -1,0 +1,423 @@
+"""`tierup install jira`: register (or update) the admin webhook and check what the procedure needs in Jira.
+
+The webhook (`/rest/webhooks/1.0/webhook`) points at TIERUP_PUBLIC_URL + /webhooks/jira,
+listens to issue created / updated and comment created, is filtered to JIRA_PROJECTS by
+JQL, and signs with a secret that is generated here and stored as JIRA_WEBHOOK_SECRET in
+`.env`, where the service reads it. Ours is recognised by its URL or its name, so a second
+run updates it (or changes nothing) instead of adding another.
+
+Checks (reads only): the configured custom fields exist and have the right type, the
+policy's groups exist, the mapped priorities exist, each project's workflow has the
+Escalated status, and the JSM escalation request type exists. Each failure says what an
+admin must create or set.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from dotenv import set_key
+
+from adapters.jira.gateway import JiraGateway
+from adapters.jira.parse import Json
+from adapters.jira.settings import Deployment, JiraFields, JiraSettings
+from adapters.jira.verify import URL_TOKEN_PARAMETER
+from integration.config import ConfigError
+from integration.policy import Policy
+
+WEBHOOK_NAME = "Tierup escalations"
+WEBHOOK_PATH = "/webhooks/jira"
+WEBHOOK_EVENTS = ("jira:issue_created", "jira:issue_updated", "comment_created")
+JQL_FILTER = "issue-related-events-section"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldNeed:
+    """A custom field Tierup uses: the setting that names it, what to create, and the types that fit."""
+
+    setting: str
+    attribute: str
+    name: str
+    kind: str
+    types: frozenset[str]
+    required: bool
+    without: str = ""  # what happens when an optional field is not configured
+
+
+FIELD_NEEDS = (
+    FieldNeed(
+        "JIRA_FIELD_REASON",
+        "reason",
+        "Escalation reason",
+        "Select List (single choice)",
+        frozenset({"option", "string"}),
+        True,
+    ),
+    FieldNeed(
+        "JIRA_FIELD_RATIONALE",
+        "rationale",
+        "Business rationale",
+        "Paragraph (multi-line text)",
+        frozenset({"string"}),
+        True,
+    ),
+    FieldNeed(
+        "JIRA_FIELD_LEAD_GROUP",
+        "lead_group",
+        "Escalation lead group",
+        "Group Picker (single group)",
+        frozenset({"group"}),
+        True,
+    ),
+    FieldNeed(
+        "JIRA_FIELD_PREFERRED_CONTACT",
+        "preferred_contact",
+        "Preferred contact",
+        "Short text (plain text only)",
+        frozenset({"string"}),
+        False,
+        "the preferred contact is not read",
+    ),
+    FieldNeed(
+        "JIRA_FIELD_REQUESTED_PRIORITY",
+        "requested_priority",
+        "Requested priority",
+        "Select List (single choice)",
+        frozenset({"option", "string", "priority"}),
+        False,
+        "priorities are not re-classified on request (SD2)",
+    ),
+    FieldNeed(
+        "JIRA_FIELD_REGION",
+        "region",
+        "Region",
+        "Select List (single choice)",
+        frozenset({"option", "string"}),
+        False,
+        "regions come from the policy's other sources only",
+    ),
+    FieldNeed(
+        "JIRA_FIELD_FIRST_CONTACT_DUE",
+        "first_contact_due",
+        "First contact due",
+        "Date Time Picker",
+        frozenset({"datetime"}),
+        False,
+        "the first-contact due is written to the Due date (a date, no time)",
+    ),
+    FieldNeed(
+        "JIRA_FIELD_FEEDBACK",
+        "feedback",
+        "Escalation feedback",
+        "Paragraph (multi-line text)",
+        frozenset({"string"}),
+        False,
+        "a lead's cancel feedback is the comment made with the change",
+    ),
+)
+
+
+@dataclass
+class InstallPlan:
+    """What `install jira` found and will do; `apply_install` carries it out."""
+
+    endpoint: str
+    webhook: dict[str, Any]  # the body we want registered (with the secret)
+    action: str  # "create", "update" or "none"
+    webhook_id: str | None = None
+    differences: list[str] = field(default_factory=list)
+    store: dict[str, str] = field(default_factory=dict)  # settings to write into .env
+    problems: list[str] = field(default_factory=list)  # what an admin must create or set
+    notes: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+
+def new_webhook_secret() -> str:
+    """A fresh signing secret (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def endpoint_for(public_url: str, settings: JiraSettings) -> str:
+    """Where Jira delivers: TIERUP_PUBLIC_URL + /webhooks/jira (with the URL token when one is configured)."""
+    url = public_url.rstrip("/") + WEBHOOK_PATH
+    if settings.webhook_url_token:
+        url += "?" + urlencode({URL_TOKEN_PARAMETER: settings.webhook_url_token})
+    return url
+
+
+def jql_filter(settings: JiraSettings) -> str:
+    """The JQL that limits deliveries to the configured projects."""
+    return f"project in ({', '.join(settings.projects)})"
+
+
+def _webhook_id(hook: Json) -> str | None:
+    self_url = hook.opt_text("self")
+    return self_url.rstrip("/").rsplit("/", 1)[-1] if self_url else None
+
+
+def _is_ours(hook: Json, endpoint: str) -> bool:
+    url = hook.opt_text("url") or ""
+    return hook.opt_text("name") == WEBHOOK_NAME or urlsplit(url)._replace(query="") == urlsplit(endpoint)._replace(
+        query=""
+    )
+
+
+def _ours(gateway: JiraGateway, endpoint: str) -> list[Json]:
+    answer = gateway.call("list webhooks", "GET", f"{gateway.settings.url}/rest/webhooks/1.0/webhook")
+    hooks = answer if isinstance(answer, list) else []
+    return [Json.root(h, "webhook") for h in hooks if isinstance(h, Mapping) and _is_ours(Json.root(h), endpoint)]
+
+
+def plan_install(
+    gateway: JiraGateway,
+    policy: Policy,
+    public_url: str | None,
+    *,
+    new_secret: Callable[[], str] = new_webhook_secret,
+) -> InstallPlan:
+    """Read Jira and decide what to create, update or report (no writes)."""
+    settings = gateway.settings
+    if not public_url:
+        raise ConfigError("TIERUP_PUBLIC_URL is not set (environment or .env): Jira needs it to reach Tierup")
+    if not settings.has_credentials:
+        raise ConfigError("JIRA_EMAIL + JIRA_API_TOKEN (Cloud) or JIRA_PAT (Data Center) must be set to install")
+    if not settings.projects:
+        raise ConfigError("JIRA_PROJECTS is not set: the webhook's JQL filter names the projects Tierup works in")
+    endpoint = endpoint_for(public_url, settings)
+    secret = settings.webhook_secrets[0] if settings.webhook_secrets else new_secret()
+    wanted: dict[str, Any] = {
+        "name": WEBHOOK_NAME,
+        "url": endpoint,
+        "events": list(WEBHOOK_EVENTS),
+        "filters": {JQL_FILTER: jql_filter(settings)},
+        "excludeBody": False,
+        "secret": secret,
+    }
+    plan = InstallPlan(endpoint=endpoint, webhook=wanted, action="create")
+    if not settings.webhook_secrets:
+        plan.store["JIRA_WEBHOOK_SECRET"] = secret
+    existing = _ours(gateway, endpoint)
+    if existing:
+        hook = existing[0]
+        plan.webhook_id = _webhook_id(hook)
+        plan.differences = _differences(hook, wanted)
+        # Jira never shows a webhook's secret: a new one must be sent whenever we have none stored.
+        if not settings.webhook_secrets:
+            plan.differences.append("no secret stored in JIRA_WEBHOOK_SECRET")
+        plan.action = "update" if plan.differences else "none"
+        for extra in existing[1:]:
+            plan.notes.append(f"another Tierup webhook is registered (id {_webhook_id(extra)}): uninstall removes it")
+    if not settings.bot_account:
+        me = Json.root(gateway.call("myself", "GET", gateway.api_url("myself")), "myself")
+        own = me.opt_text("accountId") if gateway.deployment is Deployment.CLOUD else me.opt_text("name")
+        if own:
+            plan.store["JIRA_BOT_ACCOUNT"] = own
+    _check_fields(gateway, plan)
+    _check_groups(gateway, policy, plan)
+    _check_priorities(gateway, plan)
+    _check_status(gateway, plan)
+    _check_request_type(gateway, plan)
+    return plan
+
+
+def _differences(hook: Json, wanted: Mapping[str, Any]) -> list[str]:
+    out = []
+    if hook.opt_text("name") != wanted["name"]:
+        out.append(f"name {hook.opt_text('name')!r}")
+    if hook.opt_text("url") != wanted["url"]:
+        out.append(f"url {hook.opt_text('url')!r}")
+    if set(hook.texts("events")) != set(wanted["events"]):
+        out.append(f"events {sorted(hook.texts('events'))}")
+    filters = hook.opt_obj("filters")
+    current = filters.opt_text(JQL_FILTER) if filters else None
+    if current != wanted["filters"][JQL_FILTER]:
+        out.append(f"JQL filter {current!r}")
+    if hook.flag("excludeBody"):
+        out.append("sends no body")
+    if hook.has("enabled") and not hook.flag("enabled"):
+        out.append("disabled")
+    return out
+
+
+def _check_fields(gateway: JiraGateway, plan: InstallPlan) -> None:
+    answer = gateway.call("list fields", "GET", gateway.api_url("field"))
+    fields = [Json.root(f, "field") for f in answer or [] if isinstance(f, Mapping)]
+    by_id = {f.opt_text("id"): f for f in fields}
+    by_name = {(f.opt_text("name") or "").lower(): f for f in fields}
+    configured: JiraFields = gateway.settings.fields
+    ok = 0
+    for need in FIELD_NEEDS:
+        field_id = getattr(configured, need.attribute)
+        create = f'create a "{need.kind}" custom field named "{need.name}", add it to the projects\' edit screens'
+        if field_id is None:
+            same_name = by_name.get(need.name.lower())
+            if same_name is not None and same_name.opt_text("id"):
+                hint = f'set {need.setting}={same_name.opt_text("id")} (the field named "{need.name}")'
+            else:
+                hint = f"{create}, then set {need.setting} to its id (customfield_NNNNN)"
+            if need.required:
+                plan.problems.append(f"{need.setting} is not set: {hint}")
+            else:
+                plan.notes.append(f"{need.setting} is not set, so {need.without}; to use it: {hint}")
+            continue
+        found = by_id.get(field_id)
+        if found is None:
+            plan.problems.append(f"{need.setting}={field_id}: Jira has no such field; {create} and set its id")
+            continue
+        schema = found.opt_obj("schema")
+        kind = schema.opt_text("type") if schema else None
+        if kind not in need.types:
+            plan.problems.append(
+                f"{need.setting}={field_id} ({found.opt_text('name')}) is a field of type {kind or 'unknown'}; "
+                f'Tierup needs a "{need.kind}" field there'
+            )
+            continue
+        ok += 1
+    plan.checked.append(f"custom fields: {ok} OK")
+
+
+def _check_groups(gateway: JiraGateway, policy: Policy, plan: InstallPlan) -> None:
+    missing = []
+    for group in policy.all_groups():
+        answer = gateway.call("find group", "GET", gateway.api_url("groups/picker"),
+                              params={"query": group, "maxResults": 50})  # fmt: skip
+        names = {(g.opt_text("name") or "").lower() for g in Json.root(answer or {}, "groups").objects("groups")}
+        if group.lower() not in names:
+            missing.append(group)
+    for group in missing:
+        plan.problems.append(
+            f'group "{group}" (policy {policy.name}) does not exist: create it (Jira admin > User management > '
+            "Groups) and add its members"
+        )
+    plan.checked.append(f"groups: {len(policy.all_groups()) - len(missing)} of {len(policy.all_groups())} found")
+
+
+def _check_priorities(gateway: JiraGateway, plan: InstallPlan) -> None:
+    answer = gateway.call("list priorities", "GET", gateway.api_url("priority"))
+    priorities = [Json.root(x, "priority") for x in answer or [] if isinstance(x, Mapping)]
+    names = [p.opt_text("name") or "" for p in priorities]
+    lowered = {n.lower() for n in names}
+    bad = [(neutral, name) for neutral, name in gateway.settings.priorities.items() if name.lower() not in lowered]
+    for neutral, name in bad:
+        plan.problems.append(
+            f'priority "{name}" (JIRA_PRIORITIES {neutral.value}={name}) does not exist: create it, or map '
+            f"{neutral.value} to one of: {', '.join(names)}"
+        )
+    total = len(gateway.settings.priorities)
+    plan.checked.append(f"priorities: {total - len(bad)} of {total} found")
+
+
+def _check_status(gateway: JiraGateway, plan: InstallPlan) -> None:
+    wanted = gateway.settings.escalated_status
+    for project in gateway.settings.projects:
+        url = gateway.api_url(f"project/{project}/statuses")
+        answer = gateway.call("project statuses", "GET", url, missing_ok=True)
+        if answer is None:
+            plan.problems.append(f"project {project} (JIRA_PROJECTS) does not exist or Tierup's account cannot see it")
+            continue
+        statuses = {
+            (s.opt_text("name") or "").lower()
+            for issue_type in (Json.root(t, "issue type") for t in answer if isinstance(t, Mapping))
+            for s in issue_type.objects("statuses")
+        }
+        if wanted.lower() in statuses:
+            plan.checked.append(f"project {project}: workflow has status {wanted}")
+        else:
+            plan.problems.append(
+                f'project {project}: its workflow has no status "{wanted}": add the status and a transition to it '
+                "from the open statuses (or set JIRA_ESCALATED_STATUS to the status you use)"
+            )
+
+
+def _check_request_type(gateway: JiraGateway, plan: InstallPlan) -> None:
+    wanted = gateway.settings.escalation_request_type
+    if not wanted:
+        plan.notes.append(
+            "JIRA_ESCALATION_REQUEST_TYPE is not set: requests raised by the JSM form or by email are not read"
+        )
+        return
+    answer = gateway.call("list service desks", "GET", gateway.servicedesk_url("servicedesk"),
+                          params={"limit": 100}, missing_ok=True)  # fmt: skip
+    desks = Json.root(answer or {}, "service desks").objects("values")
+    ours = [d for d in desks if (d.opt_text("projectKey") or "") in gateway.settings.projects]
+    for desk in ours:
+        types = gateway.call("list request types", "GET",
+                             gateway.servicedesk_url(f"servicedesk/{desk.text('id')}/requesttype"),
+                             params={"limit": 100})  # fmt: skip
+        names = {(t.opt_text("name") or "").lower() for t in Json.root(types or {}, "request types").objects("values")}
+        if wanted.lower() in names:
+            plan.checked.append(f'project {desk.opt_text("projectKey")}: request type "{wanted}" found')
+            return
+    where = ", ".join(d.opt_text("projectKey") or "?" for d in ours) or "none of JIRA_PROJECTS is a JSM project"
+    plan.problems.append(
+        f'JSM request type "{wanted}" (JIRA_ESCALATION_REQUEST_TYPE) not found ({where}): create it in the service '
+        "project (Project settings > Request types) with the reason, rationale and preferred-contact fields"
+    )
+
+
+def _write_env(env_file: Path, values: Mapping[str, str]) -> None:
+    if not env_file.exists():
+        # The file holds secrets: readable by its owner only.
+        env_file.touch(mode=0o600)
+    for key, value in values.items():
+        set_key(str(env_file), key, value)
+
+
+def apply_install(gateway: JiraGateway, plan: InstallPlan, env_file: Path) -> None:
+    """Register or update the webhook and store what the service needs in `.env`."""
+    base = f"{gateway.settings.url}/rest/webhooks/1.0/webhook"
+    if plan.action == "create":
+        created = gateway.call("register webhook", "POST", base, body=plan.webhook)
+        plan.webhook_id = _webhook_id(Json.root(created or {}, "webhook"))
+    elif plan.action == "update":
+        gateway.call("update webhook", "PUT", f"{base}/{plan.webhook_id}", body=plan.webhook)
+    if plan.store:
+        _write_env(env_file, plan.store)
+
+
+def describe_install(plan: InstallPlan, *, dry_run: bool, env_file: Path) -> str:
+    """What `install jira` did (or, with --dry-run, would do), for people."""
+    would = "would " if dry_run else ""
+    hook = plan.webhook
+    summary = f"{', '.join(hook['events'])}; JQL {hook['filters'][JQL_FILTER]!r}"
+    lines = []
+    if plan.action == "create":
+        lines.append(f'webhook: {would}register "{WEBHOOK_NAME}" -> {_shown(plan.endpoint)} ({summary})')
+    elif plan.action == "update":
+        lines.append(f"webhook: {would}update id {plan.webhook_id} ({'; '.join(plan.differences)}) -> {summary}")
+    else:
+        lines.append(f"webhook: id {plan.webhook_id} is up to date; nothing to change")
+    for key in plan.store:
+        lines.append(f"{would}store {key} in {env_file}")
+    lines += [f"checked {c}" for c in plan.checked]
+    lines += [f"note: {n}" for n in plan.notes]
+    if plan.problems:
+        lines.append(f"to do in Jira ({len(plan.problems)}):")
+        lines += [f"  - {p}" for p in plan.problems]
+    return "\n".join(lines)
+
+
+def _shown(url: str) -> str:
+    # The URL token is a credential: never print it.
+    parts = urlsplit(url)
+    return parts._replace(query=f"{URL_TOKEN_PARAMETER}=***").geturl() if parts.query else url
+
+
+def uninstall(gateway: JiraGateway, public_url: str | None, *, dry_run: bool) -> list[str]:
+    """Delete the webhooks Tierup registered (by URL or name), leaving every other one; the ids removed."""
+    if not public_url:
+        raise ConfigError("TIERUP_PUBLIC_URL is not set (environment or .env): it identifies Tierup's webhook")
+    removed = []
+    for hook in _ours(gateway, endpoint_for(public_url, gateway.settings)):
+        hook_id = _webhook_id(hook)
+        if hook_id is None:
+            continue
+        if not dry_run:
+            gateway.call("delete webhook", "DELETE", f"{gateway.settings.url}/rest/webhooks/1.0/webhook/{hook_id}")
+        removed.append(hook_id)
+    return removed
