@@ -173,10 +173,10 @@ def _translate(exc: Exception, what: str) -> GatewayError:
     return PermanentError(f"{what}: {type(exc).__name__}: {exc}")
 
 
-def call_zendesk(what: str, call: Callable[[], Any]) -> Any:
+def call_zendesk(what: str, call: Callable[..., Any], *args: Any) -> Any:
     """Run one zenpy (or session) call, turning its failures into GatewayErrors named after `what`."""
     try:
-        return call()
+        return call(*args)
     except GatewayError:
         raise
     except (APIException, ZenpyException, requests.RequestException) as exc:

@@ -1,0 +1,548 @@
+"""`tierup install zendesk`: create, or update in place, everything the procedure needs in Zendesk.
+
+What it manages (each matched by title or name, never duplicated, and marked with MARKER in
+its description so `uninstall` removes exactly what install made): the escalation ticket
+fields, the policy's groups (existing groups are only mapped, never changed or removed), the
+webhook Tierup listens on, the triggers, the macros and the SLA-breach automation. The ids it
+learns (fields, groups, webhook, its signing secret, Tierup's own user) go into `.env`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values, set_key, unset_key
+from zenpy import Zenpy
+from zenpy.lib.api_objects import Automation, Group, Macro, TicketField, Trigger, Webhook
+
+from adapters.zendesk.gateway import call_zendesk
+from adapters.zendesk.parse import COMMAND_TAGS, PRIORITY_PREFIX, REASON_PREFIX, REQUEST_TAG, TriggerKind, trigger_body
+from adapters.zendesk.settings import FIELD_SETTINGS, parse_group_ids
+from integration.config import ConfigError, secrets_list
+from integration.model import Command, Priority, Reason
+from integration.policy import REASON_LABELS, Policy
+
+MARKER = "[tierup]"
+WEBHOOK_NAME = "Tierup"
+WEBHOOK_PATH = "/webhooks/zendesk"
+SLA_NOTIFIED_TAG = "tierup_sla_notified"
+API_VIA_ID = "5"  # Zendesk's "Web service (API)" channel: how Tierup's own updates arrive
+PENDING = "<created by this run>"
+
+_TAG_OF = {command: tag for tag, command in COMMAND_TAGS.items()}
+
+
+def webhook_endpoint(public_url: str | None) -> str:
+    """TIERUP_PUBLIC_URL + /webhooks/zendesk, or ConfigError naming TIERUP_PUBLIC_URL."""
+    if not public_url or not public_url.strip():
+        raise ConfigError(
+            "TIERUP_PUBLIC_URL is not set (environment or .env): Zendesk needs the address where it reaches "
+            f"Tierup; the webhook endpoint is TIERUP_PUBLIC_URL + {WEBHOOK_PATH}"
+        )
+    parts = urlsplit(public_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"TIERUP_PUBLIC_URL must look like https://tierup.example.com, got {public_url!r}")
+    return public_url.strip().rstrip("/") + WEBHOOK_PATH
+
+
+# --- what should exist -------------------------------------------------------------------------------
+
+
+def _described(text: str) -> str:
+    return f"{MARKER} {text} Managed by `tierup install zendesk`; `tierup uninstall zendesk` removes it."
+
+
+def desired_fields() -> dict[str, dict[str, Any]]:
+    """Logical field name -> the ticket field that holds it."""
+    reasons = [{"name": REASON_LABELS[r].capitalize(), "value": f"{REASON_PREFIX}{r.value}"} for r in Reason]
+    priorities = [{"name": p.value.capitalize(), "value": f"{PRIORITY_PREFIX}{p.value}"} for p in Priority]
+
+    def field(title: str, kind: str, purpose: str, public: bool, **extra: Any) -> dict[str, Any]:
+        return {
+            "title": title,
+            "type": kind,
+            "description": purpose,
+            "agent_description": _described(purpose),
+            "visible_in_portal": public,
+            "editable_in_portal": public,
+            "active": True,
+            **extra,
+        }
+
+    return {
+        "escalation_reason": field(
+            "Escalation reason", "tagger", "Why this ticket should be escalated.", True, custom_field_options=reasons
+        ),
+        "business_rationale": field("Business rationale", "textarea", "Why it needs higher urgency.", True),
+        "preferred_contact": field("Preferred contact", "text", "How you would like to be contacted first.", True),
+        "requested_priority": field(
+            "Requested priority", "tagger", "The priority you believe is right.", True, custom_field_options=priorities
+        ),
+        "escalation_note": field("Tierup escalation note", "textarea", "Tierup's internal note (agents only).", False),
+        "first_contact_due": field("Tierup first contact due", "text", "When first contact is due (UTC).", False),
+    }
+
+
+@dataclass(frozen=True)
+class Known:
+    """Ids the triggers need; PENDING while a dry run has not created them."""
+
+    webhook_id: str
+    field_ids: Mapping[str, int]
+
+
+def desired_webhook(endpoint: str) -> dict[str, Any]:
+    return {
+        "name": WEBHOOK_NAME,
+        "description": _described("Tierup's triggers and automation post escalation events here."),
+        "endpoint": endpoint,
+        "http_method": "POST",
+        "request_format": "json",
+        "status": "active",
+        "subscriptions": ["conditional_ticket_events"],
+    }
+
+
+def _notify(known: Known, kind: TriggerKind) -> dict[str, Any]:
+    return {"field": "notification_webhook", "value": [known.webhook_id, trigger_body(kind, known.field_ids)]}
+
+
+def _tags(*tags: str) -> str:
+    return " ".join(tags)
+
+
+def desired_triggers(policy: Policy, known: Known) -> dict[str, dict[str, Any]]:
+    """Title -> trigger: each command tag a macro adds is reported, then removed so it can be used again."""
+    t = policy.tags
+    open_tags = _tags(t.escalated, t.confirmed, t.level_2, t.reclassified)
+
+    def on_tag(tag: str, kind: TriggerKind, what: str) -> dict[str, Any]:
+        return {
+            "description": _described(what),
+            "active": True,
+            "conditions": {"all": [{"field": "current_tags", "operator": "includes", "value": tag}], "any": []},
+            "actions": [_notify(known, kind), {"field": "remove_tags", "value": tag}],
+        }
+
+    return {
+        "Tierup: escalation requested": on_tag(
+            REQUEST_TAG, TriggerKind.ESCALATION_REQUESTED, "The Escalate macro asks Tierup to escalate the ticket."
+        ),
+        "Tierup: lead confirms": on_tag(
+            _TAG_OF[Command.CONFIRM], TriggerKind.CONFIRM, "A Team Leader confirms the escalation is valid."
+        ),
+        "Tierup: lead cancels with feedback": on_tag(
+            _TAG_OF[Command.CANCEL], TriggerKind.CANCEL, "A Team Leader cancels; the comment is the feedback."
+        ),
+        "Tierup: requester not happy": on_tag(
+            _TAG_OF[Command.NOT_HAPPY], TriggerKind.NOT_HAPPY, "The requester is not happy with the outcome."
+        ),
+        "Tierup: ticket solved": {
+            "description": _described("Solving a ticket with an open escalation resolves it."),
+            "active": True,
+            "conditions": {
+                "all": [
+                    {"field": "status", "operator": "value", "value": "solved"},
+                    {"field": "current_tags", "operator": "includes", "value": open_tags},
+                ],
+                "any": [],
+            },
+            "actions": [_notify(known, TriggerKind.SOLVED)],
+        },
+        "Tierup: lead replied publicly": {
+            "description": _described("An agent's public reply on an escalated ticket keeps the contact promise."),
+            "active": True,
+            "conditions": {
+                "all": [
+                    {"field": "comment_is_public", "operator": "is", "value": "true"},
+                    {"field": "role", "operator": "is_not", "value": "end_user"},
+                    # Tierup's own replies come through the API: no echo.
+                    {"field": "current_via_id", "operator": "is_not", "value": API_VIA_ID},
+                    {"field": "current_tags", "operator": "includes", "value": open_tags},
+                ],
+                "any": [],
+            },
+            "actions": [_notify(known, TriggerKind.CONTACT)],
+        },
+        "Tierup: requester replied (needs info)": {
+            "description": _described("The requester's reply may carry what the escalation was missing."),
+            "active": True,
+            "conditions": {
+                "all": [
+                    {"field": "comment_is_public", "operator": "is", "value": "true"},
+                    {"field": "role", "operator": "is", "value": "end_user"},
+                    {"field": "current_tags", "operator": "includes", "value": t.needs_info},
+                ],
+                "any": [],
+            },
+            "actions": [_notify(known, TriggerKind.FOLLOW_UP)],
+        },
+    }
+
+
+def desired_macros() -> dict[str, dict[str, Any]]:
+    """Title -> macro: agents and leads ask Tierup for something by adding a tag."""
+
+    def adds(tag: str, what: str, *more: dict[str, str]) -> dict[str, Any]:
+        actions = [{"field": "current_tags", "value": tag}, *more]
+        return {"description": _described(what), "active": True, "actions": actions}
+
+    return {
+        "Escalate ticket": adds(REQUEST_TAG, "Fill in the escalation reason and rationale, then apply."),
+        "Escalation: confirm": adds(_TAG_OF[Command.CONFIRM], "Confirm the escalation is valid."),
+        "Escalation: cancel — not valid": adds(
+            _TAG_OF[Command.CANCEL],
+            "Write the feedback for the requester as this comment.",
+            {"field": "comment_mode_is_public", "value": "false"},
+        ),
+        "Escalation: requester not happy": adds(_TAG_OF[Command.NOT_HAPPY], "Send the escalation one level up."),
+    }
+
+
+def desired_automations(known: Known) -> dict[str, dict[str, Any]]:
+    """Title -> automation: an hourly check that reports a breached SLA once (SH3)."""
+    return {
+        "Tierup: SLA breached": {
+            "description": _described("Reports a breached SLA to Tierup once per ticket."),
+            "active": True,
+            "conditions": {
+                "all": [
+                    {"field": "sla_next_breach_at", "operator": "greater_than", "value": "0"},
+                    {"field": "status", "operator": "less_than", "value": "solved"},
+                    {"field": "current_tags", "operator": "not_includes", "value": SLA_NOTIFIED_TAG},
+                ],
+                "any": [],
+            },
+            # The tag is the nullifying action Zendesk requires: the automation fires once per ticket.
+            "actions": [_notify(known, TriggerKind.SLA_BREACH), {"field": "current_tags", "value": SLA_NOTIFIED_TAG}],
+        }
+    }
+
+
+# --- comparing with what exists -------------------------------------------------------------------------
+
+
+def plain(obj: Any) -> dict[str, Any]:
+    """A zenpy object (or dict) as plain JSON data."""
+    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return data if isinstance(data, dict) else {}
+
+
+def _normal(value: Any) -> Any:
+    # Zendesk hands values back as strings where we sent numbers (ids, hours): compare as text.
+    if isinstance(value, Mapping):
+        return {k: _normal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normal(v) for v in value]
+    if value is None or isinstance(value, bool):
+        return value
+    return str(value)
+
+
+def _options(value: Any) -> list[tuple[str, str]]:
+    return [(str(o.get("name")), str(o.get("value"))) for o in value or () if isinstance(o, Mapping)]
+
+
+def differences(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:
+    """The keys of `desired` whose value Zendesk holds differently."""
+    out = []
+    for key, want in desired.items():
+        have = existing.get(key)
+        if key == "custom_field_options":
+            same = _options(have) == _options(want)
+        elif key == "conditions":
+            have_c = have if isinstance(have, Mapping) else {}
+            same = all(_normal(have_c.get(k) or []) == _normal(want.get(k) or []) for k in ("all", "any"))
+        else:
+            same = _normal(have) == _normal(want)
+        if not same:
+            out.append(key)
+    return out
+
+
+def marked(data: Mapping[str, Any]) -> bool:
+    """True for what install created: MARKER in its description (agent description for fields)."""
+    return any(MARKER in str(data.get(k) or "") for k in ("description", "agent_description"))
+
+
+# --- the plan and its report -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str  # create, update, delete, map, keep, set, unset
+    kind: str
+    name: str
+    detail: str = ""
+
+    @property
+    def writes(self) -> bool:
+        return self.action in ("create", "update", "delete", "set", "unset")
+
+    def line(self) -> str:
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.action:<7} {self.kind} {self.name!r}{detail}"
+
+
+@dataclass
+class Report:
+    """What install or uninstall did (or, in a dry run, would do)."""
+
+    dry_run: bool
+    verb: str = "install"
+    steps: list[Step] = field(default_factory=list)
+
+    def add(self, action: str, kind: str, name: str, detail: str = "") -> None:
+        self.steps.append(Step(action, kind, name, detail))
+
+    @property
+    def changes(self) -> list[Step]:
+        return [s for s in self.steps if s.writes]
+
+    def lines(self) -> list[str]:
+        out = [s.line() for s in self.steps if s.writes or s.action == "map"]
+        if not self.changes:
+            out.append("everything is up to date: nothing to change" if self.verb == "install" else "nothing to remove")
+        elif self.dry_run:
+            out.append(f"dry run: {len(self.changes)} changes planned, nothing was written")
+        else:
+            out.append(f"{len(self.changes)} changes made")
+        return out
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    """The values set in the .env file itself (not the environment: install writes the file)."""
+    return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.exists() else {}
+
+
+# --- the installer --------------------------------------------------------------------------------------
+
+
+ZENPY_TYPES: Mapping[str, Callable[..., Any]] = {
+    "ticket field": TicketField,
+    "trigger": Trigger,
+    "macro": Macro,
+    "automation": Automation,
+}
+
+
+@dataclass
+class ZendeskInstaller:
+    """Installs and uninstalls Tierup's objects in one Zendesk account through zenpy."""
+
+    client: Zenpy
+    policy: Policy
+    env_path: Path = Path(".env")
+
+    def _api(self, kind: str) -> Any:
+        return {
+            "ticket field": self.client.ticket_fields,
+            "trigger": self.client.triggers,
+            "macro": self.client.macros,
+            "automation": self.client.automations,
+            "group": self.client.groups,
+        }[kind]
+
+    def _existing(self, kind: str) -> dict[str, Any]:
+        key = "name" if kind == "group" else "title"
+        items = call_zendesk(f"list {kind}s", lambda: list(self._api(kind)()))
+        found: dict[str, Any] = {}
+        for item in items:
+            name = getattr(item, key, None)
+            if name and name not in found:
+                found[str(name)] = item
+        return found
+
+    def _sync(self, kind: str, desired: Mapping[str, dict[str, Any]], report: Report, dry_run: bool) -> dict[str, Any]:
+        """Create or update each desired object of `kind` (titled by its key); return title -> id."""
+        existing = self._existing(kind)
+        make = ZENPY_TYPES[kind]
+        ids: dict[str, Any] = {}
+        for title, wanted in desired.items():
+            spec = {k: v for k, v in wanted.items() if k != "title"}
+            current = existing.get(title)
+            if current is None:
+                report.add("create", kind, title)
+                if dry_run:
+                    ids[title] = PENDING
+                else:
+                    created = call_zendesk(
+                        f"create {kind} {title!r}", self._api(kind).create, make(title=title, **spec)
+                    )
+                    ids[title] = created.id
+                continue
+            ids[title] = current.id
+            changed = differences(plain(current), spec)
+            if not changed:
+                report.add("keep", kind, title)
+                continue
+            report.add("update", kind, title, "changed: " + ", ".join(changed))
+            if not dry_run:
+                obj = make(id=current.id, title=title, **spec)
+                call_zendesk(f"update {kind} {title!r}", self._api(kind).update, obj)
+        return ids
+
+    def _groups(self, report: Report, dry_run: bool) -> dict[str, Any]:
+        existing = self._existing("group")
+        ids: dict[str, Any] = {}
+        for name in self.policy.all_groups():
+            group = existing.get(name)
+            if group is not None:
+                # An existing group is the admin's: mapped by name, never changed or removed.
+                if not marked(plain(group)):
+                    report.add("map", "group", name, f"existing group {group.id}")
+                else:
+                    report.add("keep", "group", name)
+                ids[name] = group.id
+                continue
+            report.add("create", "group", name)
+            spec = Group(name=name, description=_described(f"Escalations routed by policy {self.policy.name}."))
+            ids[name] = (
+                PENDING if dry_run else call_zendesk(f"create group {name!r}", self.client.groups.create, spec).id
+            )
+        return ids
+
+    def _webhook(self, endpoint: str, report: Report, dry_run: bool) -> tuple[str, str | None]:
+        """Create or update the webhook; return its id and (once it exists) its signing secret."""
+        hooks = call_zendesk("list webhooks", lambda: list(self.client.webhooks.list()))
+        current = next((h for h in hooks if getattr(h, "name", None) == WEBHOOK_NAME), None)
+        spec = desired_webhook(endpoint)
+        if current is None:
+            report.add("create", "webhook", WEBHOOK_NAME, endpoint)
+            if dry_run:
+                return PENDING, None
+            hook_id = str(call_zendesk("create webhook", lambda: self.client.webhooks.create(Webhook(**spec))).id)
+        else:
+            hook_id = str(current.id)
+            changed = differences(plain(current), spec)
+            if changed:
+                report.add("update", "webhook", WEBHOOK_NAME, "changed: " + ", ".join(changed))
+                if not dry_run:
+                    call_zendesk("update webhook", lambda: self.client.webhooks.update(hook_id, Webhook(**spec)))
+            else:
+                report.add("keep", "webhook", WEBHOOK_NAME)
+        secret = call_zendesk("read the webhook's signing secret", lambda: self.client.webhooks.show_secret(hook_id))
+        return hook_id, str(secret.secret)
+
+    def _settings(self, values: Mapping[str, str | None], report: Report, dry_run: bool) -> None:
+        current = _env_file(self.env_path)
+        for name, value in values.items():
+            if value is None or value == PENDING:
+                continue
+            if current.get(name) == value:
+                report.add("keep", "setting", name)
+                continue
+            report.add("set", "setting", name, f"in {self.env_path}")
+            if not dry_run:
+                set_key(str(self.env_path), name, value, quote_mode="always")
+
+    def install(self, public_url: str | None, dry_run: bool = False) -> Report:
+        """Create or update everything, then store the ids in .env; a dry run only reads."""
+        endpoint = webhook_endpoint(public_url)
+        report = Report(dry_run)
+        me = call_zendesk("read Tierup's own user", lambda: self.client.users.me())
+        groups = self._groups(report, dry_run)
+        fields = self._sync("ticket field", {s["title"]: s for s in desired_fields().values()}, report, dry_run)
+        field_ids = {logical: fields[spec["title"]] for logical, spec in desired_fields().items()}
+        hook_id, secret = self._webhook(endpoint, report, dry_run)
+        known = Known(webhook_id=hook_id, field_ids={k: v for k, v in field_ids.items() if v != PENDING})
+        self._sync("trigger", desired_triggers(self.policy, known), report, dry_run)
+        self._sync("macro", desired_macros(), report, dry_run)
+        self._sync("automation", desired_automations(known), report, dry_run)
+        current = _env_file(self.env_path)
+        secrets = secrets_list(current.get("ZENDESK_WEBHOOK_SECRET"))
+        if secret is not None and secret not in secrets:
+            secrets = (secret, *secrets)  # newest first; other webhooks' secrets stay (rotation)
+        mapped = {**parse_group_ids(current.get("ZENDESK_GROUP_IDS")), **groups}
+        values: dict[str, str | None] = {
+            "ZENDESK_BOT_USER_ID": str(me.id),
+            "ZENDESK_WEBHOOK_ID": hook_id,
+            "ZENDESK_WEBHOOK_SECRET": ",".join(secrets) if secrets else None,
+            "ZENDESK_GROUP_IDS": None if PENDING in groups.values() else json.dumps(mapped, ensure_ascii=False),
+            **{FIELD_SETTINGS[k]: str(v) for k, v in field_ids.items()},
+        }
+        self._settings(values, report, dry_run)
+        return report
+
+    def uninstall(self, dry_run: bool = False) -> Report:
+        """Delete what install created (marked objects only); forget their ids in .env."""
+        report = Report(dry_run, verb="uninstall")
+        deleted_fields: set[int] = set()
+        deleted_groups: set[str] = set()
+        for kind in ("trigger", "automation", "macro"):
+            self._delete_marked(kind, self._existing(kind).values(), report, dry_run)
+        hooks = call_zendesk("list webhooks", lambda: list(self.client.webhooks.list()))
+        gone_secrets: set[str] = set()
+        gone_hooks: set[str] = set()
+        for hook in hooks:
+            if getattr(hook, "name", None) != WEBHOOK_NAME or not marked(plain(hook)):
+                continue
+            hook_id = str(hook.id)
+            secret = call_zendesk("read the webhook's secret", self.client.webhooks.show_secret, hook_id)
+            gone_secrets.add(str(secret.secret))
+            gone_hooks.add(hook_id)
+            report.add("delete", "webhook", WEBHOOK_NAME, hook_id)
+            if not dry_run:
+                call_zendesk("delete webhook", self.client.webhooks.delete, Webhook(id=hook_id))
+        for item in self._delete_marked("ticket field", self._existing("ticket field").values(), report, dry_run):
+            deleted_fields.add(int(item.id))
+        for item in self._delete_marked("group", self._existing("group").values(), report, dry_run):
+            deleted_groups.add(str(item.name))
+        self._forget(report, dry_run, deleted_fields, deleted_groups, gone_hooks, gone_secrets)
+        return report
+
+    def _delete_marked(self, kind: str, items: Iterable[Any], report: Report, dry_run: bool) -> list[Any]:
+        deleted = []
+        for item in items:
+            if not marked(plain(item)):
+                continue  # not ours: left alone
+            name = str(getattr(item, "name", None) or getattr(item, "title", ""))
+            report.add("delete", kind, name, str(item.id))
+            deleted.append(item)
+            if not dry_run:
+                target = {"group": Group, **ZENPY_TYPES}[kind](id=item.id)
+                call_zendesk(f"delete {kind} {name!r}", self._api(kind).delete, target)
+        return deleted
+
+    def _forget(
+        self,
+        report: Report,
+        dry_run: bool,
+        fields: set[int],
+        groups: set[str],
+        hooks: set[str],
+        secrets: set[str],
+    ) -> None:
+        if not self.env_path.exists():
+            return
+        current = _env_file(self.env_path)
+        unset = [n for n in FIELD_SETTINGS.values() if current.get(n, "").isdigit() and int(current[n]) in fields]
+        if current.get("ZENDESK_WEBHOOK_ID") in hooks:
+            unset.append("ZENDESK_WEBHOOK_ID")
+        updates: dict[str, str] = {}
+        kept = [s for s in secrets_list(current.get("ZENDESK_WEBHOOK_SECRET")) if s not in secrets]
+        if "ZENDESK_WEBHOOK_SECRET" in current and len(kept) != len(secrets_list(current["ZENDESK_WEBHOOK_SECRET"])):
+            if kept:
+                updates["ZENDESK_WEBHOOK_SECRET"] = ",".join(kept)
+            else:
+                unset.append("ZENDESK_WEBHOOK_SECRET")
+        mapped = parse_group_ids(current.get("ZENDESK_GROUP_IDS"))
+        remaining = {k: v for k, v in mapped.items() if k not in groups}
+        if remaining != mapped:
+            if remaining:
+                updates["ZENDESK_GROUP_IDS"] = json.dumps(remaining, ensure_ascii=False)
+            else:
+                unset.append("ZENDESK_GROUP_IDS")
+        for name, value in updates.items():
+            report.add("set", "setting", name, f"in {self.env_path}")
+            if not dry_run:
+                set_key(str(self.env_path), name, value, quote_mode="always")
+        for name in unset:
+            report.add("unset", "setting", name, f"in {self.env_path}")
+            if not dry_run:
+                unset_key(str(self.env_path), name)

@@ -1,0 +1,407 @@
+"""`tierup install|uninstall zendesk` against a Zendesk account kept by `responses` (real zenpy client).
+
+The fake account answers in Zendesk's shapes (list envelopes with cursor `meta`, 201 on create,
+204 on webhook update and delete; the webhook list starts as the recorded one in
+api_webhooks_list_response.json) and keeps what was created, so a second run sees it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from adapters.zendesk.gateway import zenpy_client
+from adapters.zendesk.install import MARKER, ZendeskInstaller
+from adapters.zendesk.settings import ZendeskSettings
+from integration.cli import main
+from integration.config import ConfigError, load_env
+from integration.policy import load_policy
+from tests.zendesk.helpers import API, URL, fixture
+
+PUBLIC_URL = "https://tierup.example.com"
+ENDPOINT = f"{PUBLIC_URL}/webhooks/zendesk"
+NEW_SECRET = "c2lnbmluZy1zZWNyZXQtb2YtdGhlLW5ldy13ZWJob29r"
+ME = {"id": 6130907999999, "name": "Tierup", "email": "tierup@acme.example", "role": "admin", "active": True}
+KINDS = {"groups": "group", "ticket_fields": "ticket_field", "triggers": "trigger", "macros": "macro",
+         "automations": "automation"}  # fmt: skip
+STAMP = "2026-03-10T09:00:00Z"
+
+
+@dataclass
+class FakeAccount:
+    """A Zendesk account's admin objects: listed, created, updated and deleted through the REST API."""
+
+    mock: responses.RequestsMock
+    objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(6131000000001))
+
+    def __post_init__(self) -> None:
+        for plural in KINDS:
+            self.objects[plural] = {}
+        self.objects["webhooks"] = {w["id"]: w for w in fixture("api_webhooks_list_response.json")["webhooks"]}
+        json_headers = {"Content-Type": "application/json"}
+        self.mock.add(responses.GET, f"{API}/users/me.json", json={"user": ME})
+        for plural in KINDS:
+            base = re.escape(f"{API}/{plural}")
+            self.mock.add_callback(responses.GET, re.compile(base + r"\.json(\?.*)?$"), callback=self._list(plural))
+            self.mock.add_callback(responses.POST, re.compile(base + r"\.json$"), callback=self._create(plural))
+            one = re.compile(base + r"/(\d+)\.json$")
+            self.mock.add_callback(responses.PUT, one, callback=self._update(plural))
+            self.mock.add_callback(responses.DELETE, one, callback=self._delete(plural))
+        hooks = re.escape(f"{API}/webhooks")
+        self.mock.add_callback(responses.GET, re.compile(hooks + r"(\?.*)?$"), callback=self._list("webhooks"))
+        self.mock.add_callback(responses.POST, re.compile(hooks + "$"), callback=self._create("webhooks"))
+        self.mock.add_callback(responses.GET, re.compile(hooks + r"/(\w+)/signing_secret$"), callback=self._secret)
+        self.mock.add_callback(responses.PUT, re.compile(hooks + r"/(\w+)$"), callback=self._update("webhooks"))
+        self.mock.add_callback(responses.DELETE, re.compile(hooks + r"/(\w+)$"), callback=self._delete("webhooks"))
+        self._json = json_headers
+
+    def _list(self, plural: str) -> Any:
+        def answer(request: Any) -> tuple[int, dict[str, str], str]:
+            items = list(self.objects[plural].values())
+            if plural == "ticket_fields":  # offset-paginated in Zendesk
+                body: dict[str, Any] = {plural: items, "next_page": None, "previous_page": None, "count": len(items)}
+            else:
+                body = {plural: items, "meta": {"has_more": False, "after_cursor": None, "before_cursor": None},
+                        "links": {"prev": None, "next": None}}  # fmt: skip
+            return 200, self._json, json.dumps(body)
+
+        return answer
+
+    def _create(self, plural: str) -> Any:
+        singular = KINDS.get(plural, "webhook")
+
+        def answer(request: Any) -> tuple[int, dict[str, str], str]:
+            sent = json.loads(request.body)[singular]
+            ident: Any = next(self.ids)
+            if plural == "webhooks":
+                ident = f"01HQWEBHOOK{ident}"
+            obj = {"url": f"{API}/{plural}/{ident}.json", "id": ident, **sent, "created_at": STAMP, "updated_at": STAMP}
+            if "title" in sent:
+                obj["raw_title"] = sent["title"]
+            if plural == "ticket_fields" and "custom_field_options" in sent:
+                obj["custom_field_options"] = [
+                    {"id": next(self.ids), "raw_name": o["name"], "default": False, **o}
+                    for o in sent["custom_field_options"]
+                ]
+            self.objects[plural][str(ident)] = obj
+            return 201, self._json, json.dumps({singular: obj})
+
+        return answer
+
+    def _update(self, plural: str) -> Any:
+        singular = KINDS.get(plural, "webhook")
+
+        def answer(request: Any) -> tuple[int, dict[str, str], str]:
+            ident = request.url.rstrip("/").rsplit("/", 1)[1].removesuffix(".json")
+            sent = json.loads(request.body)[singular]
+            self.objects[plural][ident].update({k: v for k, v in sent.items() if k != "id"})
+            if plural == "webhooks":
+                return 204, {}, ""
+            return 200, self._json, json.dumps({singular: self.objects[plural][ident]})
+
+        return answer
+
+    def _delete(self, plural: str) -> Any:
+        def answer(request: Any) -> tuple[int, dict[str, str], str]:
+            ident = request.url.rstrip("/").rsplit("/", 1)[1].removesuffix(".json")
+            del self.objects[plural][ident]
+            return 204, {}, ""
+
+        return answer
+
+    def _secret(self, request: Any) -> tuple[int, dict[str, str], str]:
+        return 200, self._json, json.dumps({"signing_secret": {"algorithm": "SHA256", "secret": NEW_SECRET}})
+
+    def add(self, plural: str, **obj: Any) -> dict[str, Any]:
+        """Something an admin made before Tierup came."""
+        ident = next(self.ids)
+        stored = {"url": f"{API}/{plural}/{ident}.json", "id": ident, "created_at": STAMP, "updated_at": STAMP, **obj}
+        self.objects[plural][str(ident)] = stored
+        return stored
+
+    def named(self, plural: str, name: str) -> dict[str, Any]:
+        key = "name" if plural in ("groups", "webhooks") else "title"
+        (found,) = [o for o in self.objects[plural].values() if o.get(key) == name]
+        return found
+
+    def sent(self, method: str, path: str = "") -> list[Any]:
+        calls = [c for c in self.mock.calls if c.request.method == method and path in str(c.request.url)]
+        return [json.loads(c.request.body) if c.request.body else None for c in calls]
+
+    @property
+    def writes(self) -> int:
+        return len([c for c in self.mock.calls if c.request.method in ("POST", "PUT", "PATCH", "DELETE")])
+
+
+@pytest.fixture
+def account() -> Iterator[FakeAccount]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        acct = FakeAccount(mock)
+        # The admin's own things: a trigger, a field, an existing lead group and the default group.
+        created = {"all": [{"field": "update_type", "operator": "is", "value": "Create"}], "any": []}
+        notify = [{"field": "notification_user", "value": ["requester_id", "Received", "We got it"]}]
+        acct.add("triggers", title="Notify requester of new ticket", description="Zendesk default", active=True,
+                 conditions=created, actions=notify)  # fmt: skip
+        acct.add("ticket_fields", title="Product", type="tagger", description="", active=True)
+        acct.add("groups", name="Support", description="", default=True, deleted=False)
+        acct.add("groups", name="Technical Support Team Leaders", description="Leads", default=False, deleted=False)
+        yield acct
+
+
+def installer(env_path: Path) -> ZendeskInstaller:
+    settings = ZendeskSettings.from_env({"ZENDESK_URL": URL, "ZENDESK_EMAIL": "tierup@acme.example",
+                                          "ZENDESK_API_TOKEN": "token"})  # fmt: skip
+    assert settings is not None
+    return ZendeskInstaller(zenpy_client(settings), load_policy("lead-review"), env_path)
+
+
+# --- install ------------------------------------------------------------------------------------------
+
+
+def test_first_run_creates_everything_and_stores_the_ids(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    report = installer(env_path).install(PUBLIC_URL)
+
+    created = [(s.kind, s.name) for s in report.steps if s.action == "create"]
+    assert ("group", "Technical Support Team Leaders APAC") in created
+    assert ("group", "Technical Support Management") in created
+    assert ("group", "Technical Support Team Leaders") not in created  # the existing one is mapped
+    assert len([c for c in created if c[0] == "ticket field"]) == 6
+    assert len([c for c in created if c[0] == "trigger"]) == 7
+    assert len([c for c in created if c[0] == "macro"]) == 4
+    assert ("automation", "Tierup: SLA breached") in created and ("webhook", "Tierup") in created
+
+    # The webhook, exactly as Zendesk receives it.
+    assert account.sent("POST", "/webhooks") == [
+        {
+            "webhook": {
+                "name": "Tierup",
+                "description": f"{MARKER} Tierup's triggers and automation post escalation events here. "
+                "Managed by `tierup install zendesk`; `tierup uninstall zendesk` removes it.",
+                "endpoint": ENDPOINT,
+                "http_method": "POST",
+                "request_format": "json",
+                "status": "active",
+                "subscriptions": ["conditional_ticket_events"],
+            }
+        }
+    ]
+    hook = account.named("webhooks", "Tierup")
+    fields = {f["title"]: f for f in account.objects["ticket_fields"].values()}
+
+    # The reason field is a dropdown of the procedure's reasons; agents-only fields stay out of the portal.
+    reason = next(
+        b for b in account.sent("POST", "/ticket_fields") if b["ticket_field"]["title"] == "Escalation reason"
+    )
+    assert reason["ticket_field"]["type"] == "tagger"
+    assert [o["value"] for o in reason["ticket_field"]["custom_field_options"]] == [
+        "tierup_reason_sla_violation", "tierup_reason_wrong_resolution", "tierup_reason_priority_misclassified",
+        "tierup_reason_agent_conduct", "tierup_reason_business_urgency",
+    ]  # fmt: skip
+    assert MARKER in reason["ticket_field"]["agent_description"]
+    assert fields["Tierup escalation note"]["visible_in_portal"] is False
+
+    # A trigger: the tag, the webhook with Tierup's body (placeholders for the new fields), the tag removed.
+    trigger = next(b["trigger"] for b in account.sent("POST", "/triggers") if b["trigger"]["title"] ==
+                   "Tierup: escalation requested")  # fmt: skip
+    assert trigger["conditions"] == {"all": [{"field": "current_tags", "operator": "includes",
+                                              "value": "escalation_requested"}], "any": []}  # fmt: skip
+    notify, remove = trigger["actions"]
+    assert remove == {"field": "remove_tags", "value": "escalation_requested"}
+    assert notify["field"] == "notification_webhook" and notify["value"][0] == hook["id"]
+    body = json.loads(notify["value"][1])
+    assert body["kind"] == "escalation_requested"
+    assert body["escalation"]["rationale"] == f"{{{{ticket.ticket_field_{fields['Business rationale']['id']}}}}}"
+    assert MARKER in trigger["description"]
+
+    macro = next(b["macro"] for b in account.sent("POST", "/macros") if b["macro"]["title"] == "Escalate ticket")
+    assert macro["actions"] == [{"field": "current_tags", "value": "escalation_requested"}]
+    (automation,) = [b["automation"] for b in account.sent("POST", "/automations")]
+    assert {"field": "sla_next_breach_at", "operator": "greater_than", "value": "0"} in automation["conditions"]["all"]
+    assert automation["actions"][1] == {"field": "current_tags", "value": "tierup_sla_notified"}
+
+    # The ids the service needs are in .env, where it reads them.
+    stored = load_env(env_path)
+    settings = ZendeskSettings.from_env({**stored, "ZENDESK_URL": URL, "ZENDESK_OAUTH_TOKEN": "x"})
+    assert settings is not None
+    assert settings.webhook_secrets == (NEW_SECRET,)
+    assert settings.bot_user_id == str(ME["id"])
+    assert settings.field_id("escalation_note") == fields["Tierup escalation note"]["id"]
+    assert (
+        settings.group_ids["Technical Support Team Leaders"]
+        == account.named("groups", "Technical Support Team Leaders")["id"]
+    )
+    assert (
+        settings.group_ids["Technical Support Management"]
+        == account.named("groups", "Technical Support Management")["id"]
+    )
+    assert stored["ZENDESK_WEBHOOK_ID"] == hook["id"]
+    assert report.lines()[-1].endswith("changes made")
+
+
+def test_a_second_run_changes_nothing(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    before = env_path.read_text()
+    account.mock.calls.reset()
+    report = installer(env_path).install(PUBLIC_URL)
+    assert account.writes == 0
+    assert report.changes == []
+    assert report.lines()[-1] == "everything is up to date: nothing to change"
+    assert env_path.read_text() == before
+
+
+def test_a_dry_run_writes_nothing(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    report = installer(env_path).install(PUBLIC_URL, dry_run=True)
+    assert account.writes == 0
+    assert not env_path.exists()
+    lines = report.lines()
+    assert "create  webhook 'Tierup' (https://tierup.example.com/webhooks/zendesk)" in lines
+    assert "map     group 'Technical Support Team Leaders' (existing group" in "\n".join(lines)
+    assert lines[-1].startswith("dry run:") and "nothing was written" in lines[-1]
+
+
+def test_a_changed_public_url_updates_the_webhook_in_place(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    account.mock.calls.reset()
+    report = installer(env_path).install("https://tierup-2.example.com/")
+    assert [(s.action, s.kind) for s in report.changes] == [("update", "webhook")]
+    (put,) = account.sent("PUT", "/webhooks/")
+    assert put["webhook"]["endpoint"] == "https://tierup-2.example.com/webhooks/zendesk"
+    assert len([w for w in account.objects["webhooks"].values() if w["name"] == "Tierup"]) == 1
+
+
+def test_an_edited_trigger_is_put_back_not_duplicated(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    trigger = account.named("triggers", "Tierup: ticket solved")
+    trigger["conditions"] = {"all": [{"field": "status", "operator": "is", "value": "closed"}], "any": []}
+    account.mock.calls.reset()
+    report = installer(env_path).install(PUBLIC_URL)
+    assert [(s.action, s.name, s.detail) for s in report.changes] == [
+        ("update", "Tierup: ticket solved", "changed: conditions")
+    ]
+    assert account.named("triggers", "Tierup: ticket solved")["conditions"]["all"][0]["operator"] == "value"
+    assert len(account.objects["triggers"]) == 8  # the admin's one and Tierup's seven
+
+
+def test_install_refuses_without_tierup_public_url(account: FakeAccount, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="TIERUP_PUBLIC_URL is not set"):
+        installer(tmp_path / ".env").install(None)
+    assert len(account.mock.calls) == 0
+
+
+# --- uninstall ----------------------------------------------------------------------------------------
+
+
+def test_uninstall_removes_only_what_install_created(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    env_path.write_text("TIERUP_POLICY='lead-review'\nZENDESK_WEBHOOK_SECRET='secret-of-another-webhook'\n")
+    installer(env_path).install(PUBLIC_URL)
+    account.mock.calls.reset()
+    report = installer(env_path).uninstall()
+
+    deleted = sorted((s.kind, s.name) for s in report.steps if s.action == "delete")
+    assert len([d for d in deleted if d[0] == "trigger"]) == 7
+    assert len([d for d in deleted if d[0] == "macro"]) == 4
+    assert len([d for d in deleted if d[0] == "ticket field"]) == 6
+    assert ("automation", "Tierup: SLA breached") in deleted and ("webhook", "Tierup") in deleted
+    assert [d for d in deleted if d[0] == "group"] == [
+        ("group", "Technical Support Management"), ("group", "Technical Support Team Leaders APAC"),
+    ]  # fmt: skip
+    # The admin's own objects, the existing groups and the other webhooks are all still there.
+    assert [t["title"] for t in account.objects["triggers"].values()] == ["Notify requester of new ticket"]
+    assert [f["title"] for f in account.objects["ticket_fields"].values()] == ["Product"]
+    assert sorted(g["name"] for g in account.objects["groups"].values()) == [
+        "Support",
+        "Technical Support Team Leaders",
+    ]
+    assert len(account.objects["webhooks"]) == 4 and account.objects["macros"] == {}
+    # .env forgets the deleted ids and the deleted webhook's secret, and keeps the rest.
+    stored = load_env(env_path)
+    assert stored["ZENDESK_WEBHOOK_SECRET"] == "secret-of-another-webhook"
+    assert "ZENDESK_WEBHOOK_ID" not in stored and "ZENDESK_FIELD_NOTE" not in stored
+    assert json.loads(stored["ZENDESK_GROUP_IDS"]) == {
+        "Technical Support Team Leaders": account.named("groups", "Technical Support Team Leaders")["id"]
+    }
+    assert stored["TIERUP_POLICY"] == "lead-review"
+
+    account.mock.calls.reset()
+    again = installer(env_path).uninstall()
+    assert account.writes == 0 and again.lines()[-1] == "nothing to remove"
+
+
+def test_uninstall_dry_run_deletes_nothing(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    before = env_path.read_text()
+    account.mock.calls.reset()
+    report = installer(env_path).uninstall(dry_run=True)
+    assert account.writes == 0 and env_path.read_text() == before
+    assert len([s for s in report.changes if s.action == "delete"]) == 21
+
+
+# --- the commands ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def zendesk_env(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> Path:
+    for name in ("TIERUP_PUBLIC_URL", "ZENDESK_WEBHOOK_SECRET", "ZENDESK_GROUP_IDS", "TIERUP_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ZENDESK_URL", URL)
+    monkeypatch.setenv("ZENDESK_EMAIL", "tierup@acme.example")
+    monkeypatch.setenv("ZENDESK_API_TOKEN", "token")
+    return workdir
+
+
+def test_tierup_install_zendesk_dry_run(
+    account: FakeAccount, zendesk_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIERUP_PUBLIC_URL", PUBLIC_URL)
+    assert main(["install", "zendesk", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "create  trigger 'Tierup: escalation requested'" in out and "dry run:" in out
+    assert account.writes == 0 and not (zendesk_env / ".env").exists()
+
+
+def test_tierup_install_then_uninstall_zendesk(
+    account: FakeAccount, zendesk_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIERUP_PUBLIC_URL", PUBLIC_URL)
+    assert main(["install", "zendesk"]) == 0
+    assert "ZENDESK_WEBHOOK_SECRET" in (zendesk_env / ".env").read_text()
+    assert main(["install", "zendesk"]) == 0
+    assert capsys.readouterr().out.strip().endswith("everything is up to date: nothing to change")
+    assert main(["uninstall", "zendesk"]) == 0
+    assert "delete  webhook 'Tierup'" in capsys.readouterr().out
+
+
+def test_tierup_install_zendesk_without_public_url_is_refused(
+    account: FakeAccount, zendesk_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["install", "zendesk"]) == 2
+    err = capsys.readouterr().err
+    assert "TIERUP_PUBLIC_URL is not set" in err and "/webhooks/zendesk" in err
+    assert len(account.mock.calls) == 0
+
+
+def test_tierup_install_zendesk_reports_a_zendesk_failure_in_one_line(
+    account: FakeAccount, zendesk_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIERUP_PUBLIC_URL", PUBLIC_URL)
+    account.mock.replace(responses.GET, f"{API}/users/me.json", status=401,
+                         json={"error": "Couldn't authenticate you"})  # fmt: skip
+    assert main(["install", "zendesk"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tierup: install zendesk:") and "401" in err and "\n" not in err
