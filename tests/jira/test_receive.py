@@ -1,0 +1,116 @@
+"""POST /webhooks/jira through the real app, inbox and worker, with the adapter the composition root builds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from integration.model import Platform, State
+from integration.ops_commands import Runtime, build_runtime
+from integration.store import DeliveryStatus
+from tests.jira.conftest import ENV, NOW, Site, fixture, raw, sign
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    env = {**ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": "lead-review",
+           "JIRA_WEBHOOK_URL_TOKEN": "dc-token-77c1", "TIERUP_MAX_BODY_BYTES": "65536"}  # fmt: skip
+    built = build_runtime(env, clock=lambda: NOW)
+    built.database.upgrade()
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> FlaskClient:
+    return runtime.create_app().test_client()
+
+
+def post(client: FlaskClient, body: bytes, delivery_id: str = "6f1c-22", signature: str | None = "sign") -> Any:
+    headers = {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": delivery_id}
+    if signature == "sign":
+        headers["X-Hub-Signature"] = sign(body)
+    elif signature is not None:
+        headers["X-Hub-Signature"] = signature
+    return client.post("/webhooks/jira", data=body, headers=headers)
+
+
+def test_the_composition_root_builds_the_jira_adapter(runtime: Runtime) -> None:
+    adapter = runtime.adapters[Platform.JIRA]
+    assert adapter.platform is Platform.JIRA and not adapter.dry_run
+
+
+def test_signed_delivery_is_stored_by_its_identifier_with_the_event_time(client: FlaskClient, runtime: Runtime) -> None:
+    response = post(client, raw("issue_updated__request_label_added.json"))
+    assert response.status_code == 202
+    stored = runtime.inbox.get(response.json["id"])
+    assert stored is not None
+    assert (stored.delivery_id, stored.kind, stored.ticket_ref) == ("6f1c-22", "jira:issue_updated", "SUP-7")
+    assert stored.occurred_at is not None and stored.occurred_at.isoformat().startswith("2026-03-10T10:00:00")
+
+
+def test_jiras_retry_of_the_same_delivery_is_a_duplicate(client: FlaskClient) -> None:
+    body = raw("issue_updated__request_label_added.json")
+    assert post(client, body).status_code == 202
+    again = post(client, body)
+    assert again.status_code == 200 and again.json["status"] == "duplicate"
+
+
+@pytest.mark.parametrize(("signature", "status"), [(None, 401), ("sha256=" + "0" * 64, 401), ("sign", 202)])
+def test_signature_decides_between_401_and_202(client: FlaskClient, signature: str | None, status: int) -> None:
+    assert post(client, raw("issue_updated__request_label_added.json"), signature=signature).status_code == status
+
+
+def test_url_token_is_accepted_when_configured(client: FlaskClient) -> None:
+    body = raw("issue_updated__request_label_added.json")
+    headers = {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": "dc-1"}
+    assert client.post("/webhooks/jira?token=dc-token-77c1", data=body, headers=headers).status_code == 202
+    assert client.post("/webhooks/jira?token=nope", data=body, headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"webhookEvent": "jira:issue_updated", "issue": "SUP-7"}', b"[]"])
+def test_malformed_bodies_are_400(client: FlaskClient, body: bytes) -> None:
+    assert post(client, body).status_code == 400
+
+
+def test_events_we_do_not_handle_are_200_and_not_stored(client: FlaskClient, runtime: Runtime) -> None:
+    payload = fixture("issue_updated__request_label_added.json")
+    payload["webhookEvent"] = "jira:issue_deleted"
+    response = post(client, json.dumps(payload).encode())
+    assert response.status_code == 200 and response.json["status"] == "ignored"
+    assert runtime.inbox.get(1) is None
+
+
+def test_oversized_bodies_are_413(client: FlaskClient) -> None:
+    body = json.dumps({"webhookEvent": "jira:issue_updated", "pad": "x" * 70000}).encode()
+    assert post(client, body).status_code == 413
+
+
+def test_accepted_delivery_is_processed_by_the_worker_against_jira(
+    client: FlaskClient, runtime: Runtime, site: Site
+) -> None:
+    site.writes("SUP-7")
+    response = post(client, raw("issue_updated__request_label_added.json"))
+    assert response.status_code == 202
+
+    runtime.tasks.run_pending()
+
+    stored = runtime.inbox.get(response.json["id"])
+    assert stored is not None and stored.status is DeliveryStatus.PROCESSED
+    escalation = runtime.escalations.load(Platform.JIRA, "SUP-7")
+    assert escalation is not None and escalation.state is State.ESCALATED
+    assert site.sent("PUT", "/issue/SUP-7")[0]["update"] == {"labels": [{"add": "escalated"}]}
+    # Our own edit comes back as a webhook: it is recorded and ignored, and writes nothing.
+    site.rsps.calls.reset()
+    echo = post(client, raw("issue_updated__by_tierup.json"), delivery_id="6f1c-23")
+    runtime.tasks.run_pending()
+    echoed = runtime.inbox.get(echo.json["id"])
+    assert echoed is not None and echoed.status is DeliveryStatus.IGNORED
+    assert site.calls() == []
