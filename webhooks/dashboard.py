@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from integration.codec import action_to_json, escalation_to_json, transition_to_json
-from integration.model import Platform, State
+from integration.model import Platform, SetDue, State
 from integration.policy import REASON_LABELS, Policy
 from integration.store import AuditEntry, EscalationQueries, RateLimits, SqlEscalationStore, StoredEscalation
 from webhooks.app import WebConfig, web_config
@@ -287,15 +288,20 @@ def _summary(rows: Iterable[Row]) -> list[tuple[str, int, int]]:
     return sorted(((s, lv, n) for (s, lv), n in counts.items()), key=lambda t: (order.get(t[0], 99), t[1]))
 
 
-def _action_lines(entry: AuditEntry) -> list[tuple[str, str]]:
-    """(kind, detail) for each action of a transition, bodies as plain text."""
+_LINE_BREAK = re.compile(r"<br\s*/?>|</p>", re.IGNORECASE)
+
+
+def _action_lines(entry: AuditEntry, zone: ZoneInfo) -> list[tuple[str, str]]:
+    """(kind, detail) for each action of a transition, bodies as plain text and due times local."""
     lines = []
     for action in entry.transition.actions:
         data = action_to_json(action)
         kind = str(data.pop("kind")).replace("_", " ")
         if "body" in data:
             # Reply and note bodies are HTML the policy rendered; shown as their text.
-            detail = Markup(str(data["body"])).striptags()
+            detail = Markup(_LINE_BREAK.sub(" ", str(data["body"]))).striptags()
+        elif isinstance(action, SetDue):
+            detail = local_time(action.due, zone)
         else:
             detail = ", ".join(str(v) if not isinstance(v, list) else ", ".join(map(str, v)) for v in data.values())
         lines.append((kind, detail))
@@ -338,7 +344,7 @@ def details(escalation_id: int) -> ResponseReturnValue:
     history = store.history(e.platform, e.ticket_ref)
     trail = [
         {"at": local_time(h.transition.at, zone), "at_iso": h.transition.at.isoformat(), "t": h.transition,
-         "dry_run": h.dry_run, "actions": _action_lines(h)}
+         "dry_run": h.dry_run, "actions": _action_lines(h, zone)}
         for h in history
     ]  # fmt: skip
     return page(

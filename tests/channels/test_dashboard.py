@@ -131,7 +131,8 @@ def test_open_escalations_with_who_why_contact_and_time_left(client: FlaskClient
     html = client.get("/dashboard").get_data(as_text=True)
     found = rows(html)
     assert [r.split()[1] for r in found] == ["4017", "4016", "4018"]  # soonest due first
-    assert found[0].startswith("Zendesk 4017 escalated 1 Service Desk Managers Pat Champion <champ@club.example>")
+    assert found[1].startswith("Zendesk 4016 Tue 10 Mar 2026 11:00 GMT Overdue by 15 min escalated 1 "
+                               "Service Desk Managers Pat Champion <champ@club.example>")
     assert "Wrong ticket resolution" in found[1] and "phone +48 555 0100" in found[1]
     assert "Tue 10 Mar 2026 11:00 GMT Overdue by 15 min" in found[1]
     assert "Tue 10 Mar 2026 10:00 GMT Overdue by 1 h 15 min" in found[0]
@@ -196,6 +197,8 @@ def test_the_details_page_shows_the_audit_trail(client: FlaskClient, runtime: Ru
     assert "wrong_resolution -> Service Desk Managers" in text
     assert "add tags : escalated" in text and "assign group : Service Desk Managers" in text
     assert "public reply : Thank you: your escalation has been received" in text
+    assert "set due : Tue 10 Mar 2026 11:00 GMT" in text
+    assert "Reason: wrong ticket resolution Rationale:" in text  # line breaks in a note stay apart
     assert "Delivery d-1" in text
     assert client.get("/dashboard/escalations/999").status_code == 404
 
