@@ -278,8 +278,12 @@ class ZendeskGateway:
     def read_ticket(self, ref: str) -> TicketRead | None:
         """Read ticket `ref` once and keep it for the next snapshot() of this delivery (the parser's read)."""
         read = self._fetch(ref)
+        now = self.monotonic()
         with self._lock:
-            self._prefetched[ref] = (self.monotonic(), read)
+            # Reads nobody took (the delivery was ignored) must not pile up in a long-running worker.
+            for stale in [r for r, (at, _) in self._prefetched.items() if now - at > self.prefetch_seconds]:
+                del self._prefetched[stale]
+            self._prefetched[ref] = (now, read)
         return read
 
     def _take_prefetched(self, ref: str) -> tuple[bool, TicketRead | None]:

@@ -168,6 +168,12 @@ def test_a_kept_read_goes_stale(api: FakeZendesk) -> None:
     clock[0] += g.prefetch_seconds + 1
     g.snapshot(TICKET)
     assert api.reads == 2
+    # Reads nobody took are dropped by the next read.
+    api.show("4017")
+    g.read_ticket(TICKET)
+    clock[0] += g.prefetch_seconds + 1
+    g.read_ticket("4017")
+    assert list(g._prefetched) == ["4017"]
 
 
 # --- writing: one PUT, mapped in one place -----------------------------------------------------------
