@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,8 @@ from integration.model import Event, Ignored, Platform
 from integration.policy import Policy
 from integration.ports import Classified, Delivery, Gateway
 from integration.service import DryRunGateway
+
+log = logging.getLogger("tierup.jira")
 
 DELIVERY_ID_HEADER = "X-Atlassian-Webhook-Identifier"  # the same on every retry of one delivery
 
@@ -59,6 +62,10 @@ def build_adapter(env: Mapping[str, str], policy: Policy) -> JiraAdapter | None:
     gateway: Gateway
     own_accounts: Callable[[], frozenset[str]]
     if settings.has_credentials:
+        if not settings.webhook_secrets:
+            log.warning(
+                "JIRA_WEBHOOK_SECRET is not set: every signed Jira delivery will be refused (run the installer)"
+            )
         jira = JiraGateway(settings, escalated_label=policy.tags.escalated, project_types=project_types,
                            read_slas=bool(policy.sla_gate_reasons))  # fmt: skip
         gateway, own_accounts = jira, jira.own_accounts

@@ -21,7 +21,7 @@ from integration.model import (
     Role,
     TicketStatus,
 )
-from tests.jira.conftest import BOT, DC_ENV, ENV, SITE, Site, adapter_for, delivery, fixture, raw
+from tests.jira.conftest import BOT, DC_ENV, ENV, NOW, SITE, Site, adapter_for, delivery, fixture, raw
 
 AT_1000 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 AT_1030 = datetime(2026, 3, 10, 10, 30, tzinfo=UTC)
@@ -196,6 +196,29 @@ def test_without_a_configured_bot_account_tierup_asks_jira_who_it_is_once(site: 
 def test_issues_of_other_projects_are_ignored() -> None:
     result = parse("webhook_issue_updated_labels_changed.json")
     assert result == Ignored("project TES is not in JIRA_PROJECTS", "TES-41")
+
+
+def test_an_automation_rules_custom_body_is_a_request() -> None:
+    # The README's "Send web request" body, as Automation renders it (no timestamp, few fields).
+    body = {
+        "webhookEvent": "jira:issue_updated",
+        "user": {"accountId": AGENT, "displayName": "Alex Agent"},
+        "issue": {
+            "key": "SUP-7",
+            "fields": {
+                "project": {"key": "SUP"},
+                "labels": ["escalation_requested", "gym"],
+                "customfield_10100": "Agent conduct",
+                "customfield_10101": "Rude reply on Friday",
+            },
+        },
+        "changelog": {"items": [{"field": "labels", "fieldId": "labels", "fromString": "",
+                                 "toString": "escalation_requested"}]},
+    }  # fmt: skip
+    event = parse(body)
+    assert isinstance(event, EscalationRequest)
+    assert (event.reason, event.rationale, event.received_at) == (Reason.AGENT_CONDUCT, "Rude reply on Friday", NOW)
+    assert event.ticket is not None and event.ticket.priority is None
 
 
 # --- comment_created ------------------------------------------------------------------------
