@@ -22,6 +22,10 @@ What each event means:
   going to the request itself; channel form when the form's reason field is filled,
   email otherwise.
 - `comment_created` → a follow-up request whose rationale is the comment's text.
+- `tierup:sla_breached` (our own kind: a Jira Automation rule "When: SLA threshold breached"
+  → "Send web request", body in the README) → an EscalationRequest by the system, channel
+  sla_breach, reason sla_violation (SH3), with no snapshot: the gateway reads the issue once,
+  so routing sees the same fields as the sweep and the other events.
 
 Changes made by Tierup's own account (JIRA_BOT_ACCOUNT) are Ignored, so our writes never
 echo back. Times come from the payload's `timestamp` (ms since the epoch), so a delivery
@@ -39,6 +43,7 @@ from typing import Any
 
 from adapters.jira.settings import JiraSettings
 from integration.model import (
+    SYSTEM,
     Channel,
     Command,
     EscalationRequest,
@@ -492,10 +497,35 @@ def handle_comment_created(payload: Json, ctx: _Context) -> Event | Ignored:
     return _request(issue, ctx, person(author, Role.END_USER), at, follow_up=True, rationale=body.strip())
 
 
+SLA_BREACHED_EVENT = "tierup:sla_breached"
+
+
+def handle_sla_breached(payload: Json, ctx: _Context) -> Event | Ignored:
+    """An SLA breach a Jira Automation rule reports (README: "From a Jira Automation rule"): SH3."""
+    issue = payload.obj("issue")
+    key = issue.text("key")
+    if skipped := ctx.out_of_scope(issue):
+        return skipped
+    sla = payload.opt_text("sla")
+    return EscalationRequest(
+        platform=Platform.JIRA,
+        ticket_ref=key,
+        requested_by=SYSTEM,
+        channel=Channel.SLA_BREACH,
+        reason=Reason.SLA_VIOLATION,
+        received_at=payload.millis("timestamp") or ctx.received_at,
+        rationale=f"{sla.strip()} breached" if sla else None,
+        # The body carries the key only: one issue read gives routing the real fields (region, priority, labels).
+        ticket=None,
+        delivery_id=ctx.delivery_id,
+    )
+
+
 HANDLERS: dict[str, Handler] = {
     "jira:issue_updated": handle_issue_updated,
     "jira:issue_created": handle_issue_created,
     "comment_created": handle_comment_created,
+    SLA_BREACHED_EVENT: handle_sla_breached,
 }
 SUPPORTED_EVENTS = frozenset(HANDLERS)
 
