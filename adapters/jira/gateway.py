@@ -193,6 +193,8 @@ class JiraGateway:
         self.timeout = timeout
         self._client: JIRA | None = None
         self._own: frozenset[str] | None = None
+        # The id of the transition to Escalated, per project, once found: later moves cost no read.
+        self._to_escalated: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # --- the client and plain calls ---
@@ -418,12 +420,30 @@ class JiraGateway:
         self.call(operation, "POST", url, body={"body": body, "properties": properties})
 
     def _move_to_escalated(self, ref: str) -> None:
-        wanted = self.settings.escalated_status.strip().lower()
+        """Move the issue to the Escalated status when its workflow offers that.
+
+        The first move in a project reads the issue's transitions and remembers the id; later
+        moves post that id straight away. Jira answers 400 when it is not offered from the
+        issue's status (another issue type's workflow, already Escalated): then it reads.
+        """
+        project = ref.rsplit("-", 1)[0]
         url = self.api_url(f"issue/{ref}/transitions")
+        known = self._to_escalated.get(project)
+        if known is not None:
+            try:
+                self.call("transition", "POST", url, body={"transition": {"id": known}})
+                return
+            except PermanentError as exc:
+                log.info("transition %s not offered on %s (%s); reading its transitions", known, ref, exc)
+        wanted = self.settings.escalated_status.strip().lower()
         for transition in _json(self.call("read transitions", "GET", url), "transitions").objects("transitions"):
             target = transition.opt_obj("to")
             names = {transition.opt_text("name"), target.opt_text("name") if target else None}
             if wanted in {n.lower() for n in names if n}:
-                self.call("transition", "POST", url, body={"transition": {"id": transition.text("id")}})
+                ident = transition.text("id")
+                if ident == known:
+                    break  # offered but refused just now: posting it again would fail the same way
+                self.call("transition", "POST", url, body={"transition": {"id": ident}})
+                self._to_escalated[project] = ident
                 return
         log.info("no transition to %s offered on %s; status left as it is", self.settings.escalated_status, ref)

@@ -203,6 +203,37 @@ def test_adding_the_escalated_label_moves_the_issue_to_escalated(site: Site) -> 
     assert site.sent("POST", "/issue/SUP-7/transitions") == [{"transition": {"id": "41"}}]
 
 
+def test_the_transition_is_read_once_per_project(site: Site) -> None:
+    site.writes("SUP-7")
+    site.writes("SUP-8")
+    gw = gateway()
+    gw.apply("SUP-7", [AddTags(("escalated",))], snapshot=None, key="k:1")
+    gw.apply("SUP-8", [AddTags(("escalated",))], snapshot=None, key="k:2")
+    assert [c for c in site.calls() if c[0] == "GET"] == [("GET", "/rest/api/2/issue/SUP-7/transitions")]
+    assert site.sent("POST", "/issue/SUP-8/transitions") == [{"transition": {"id": "41"}}]
+
+
+def test_a_remembered_transition_that_is_refused_is_looked_up_again(site: Site) -> None:
+    site.writes("SUP-7")
+    gw = gateway()
+    gw.apply("SUP-7", [AddTags(("escalated",))], snapshot=None, key="k:1")
+    # SUP-9 follows another workflow: Jira refuses id 41 there and offers 51 to the same status.
+    site.rsps.put(site.api("issue/SUP-9"), status=204)
+    site.rsps.post(
+        site.api("issue/SUP-9/transitions"),
+        status=400,
+        json={"errorMessages": ["Transition id '41' is not valid for this issue."], "errors": {}},
+    )
+    site.rsps.post(site.api("issue/SUP-9/transitions"), status=204)
+    other = fixture("rest_api2_issue_transitions.json")
+    for t in other["transitions"]:
+        t["id"] = "51" if t["id"] == "41" else t["id"]
+    site.rsps.get(site.api("issue/SUP-9/transitions"), json=other)
+    gw.apply("SUP-9", [AddTags(("escalated",))], snapshot=None, key="k:2")
+    assert site.sent("POST", "/issue/SUP-9/transitions") == [{"transition": {"id": "41"}}, {"transition": {"id": "51"}}]
+    assert gw._to_escalated["SUP"] == "51"
+
+
 def test_no_transition_when_the_workflow_does_not_offer_it(site: Site, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="tierup.jira")
     site.writes("SUP-7")
