@@ -114,3 +114,34 @@ def test_accepted_delivery_is_processed_by_the_worker_against_jira(
     echoed = runtime.inbox.get(echo.json["id"])
     assert echoed is not None and echoed.status is DeliveryStatus.IGNORED
     assert site.calls() == []
+
+
+def test_a_replayed_identifier_and_a_late_older_delivery_change_nothing(
+    client: FlaskClient, runtime: Runtime, site: Site
+) -> None:
+    site.writes("SUP-7")
+    assert post(client, raw("issue_updated__request_label_added.json"), delivery_id="wh-req").status_code == 202
+    runtime.tasks.run_pending()
+    cancel = raw("issue_updated__cancel_label_added_with_comment.json")
+    assert post(client, cancel, delivery_id="wh-cancel").status_code == 202
+    runtime.tasks.run_pending()
+    after_cancel = runtime.escalations.load(Platform.JIRA, "SUP-7")
+    assert after_cancel is not None and after_cancel.state is State.CANCELLED
+    site.rsps.calls.reset()
+
+    # Jira retries the escalation request with the same identifier: acknowledged, not processed again.
+    replay = post(client, raw("issue_updated__request_label_added.json"), delivery_id="wh-req")
+    assert replay.status_code == 200 and replay.json["status"] == "duplicate"
+    # A confirm made before the cancel, delivered half an hour late under a new identifier.
+    late = fixture("issue_updated__confirm_label_added.json")
+    late["timestamp"] -= 15 * 60 * 1000
+    response = post(client, json.dumps(late).encode(), delivery_id="wh-late-confirm")
+    assert response.status_code == 202
+    runtime.tasks.run_pending()
+
+    stored = runtime.inbox.get(response.json["id"])
+    assert stored is not None and stored.status is DeliveryStatus.IGNORED
+    assert stored.last_error is not None and "older than the last event applied" in stored.last_error
+    assert site.calls() == []  # nothing written to Jira
+    final = runtime.escalations.load(Platform.JIRA, "SUP-7")
+    assert final is not None and final.state is State.CANCELLED and final.history == after_cancel.history
