@@ -188,13 +188,15 @@ def build_runtime(
     from integration.forms import FormAwareAdapter
     from integration.logs import Redactor, secret_values
     from integration.policy import load_policy
-    from integration.processing import Worker
+    from integration.processing import RetryPolicy, Worker
     from integration.queue import HueyTicketLocks, TaskQueue, make_huey
     from integration.store import Database, Inbox, SqlEscalationStore, SweepCursors
     from webhooks.metrics import Metrics
 
     settings = CoreSettings.from_env(env)
     lease = _setting_seconds(env, "TIERUP_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)
+    # The first wait after a transient failure (then doubling); a Retry-After from the server wins.
+    retry = RetryPolicy(base_seconds=_setting_seconds(env, "TIERUP_RETRY_BASE_SECONDS", RetryPolicy().base_seconds))
     policy = load_policy(settings.policy)
     notes: list[str] = []
     if adapters is None:
@@ -219,11 +221,10 @@ def build_runtime(
         clock=clock,
         metrics=metrics,
         lease_seconds=lease,
+        retry=retry,
         redact=Redactor(secret_values(env)),
     )
-    tasks.attach(
-        worker, deadline_interval=settings.deadline_interval_seconds, recovery_interval=max(60.0, lease / 2)
-    )
+    tasks.attach(worker, deadline_interval=settings.deadline_interval_seconds, recovery_interval=max(60.0, lease / 2))
     return Runtime(
         env=env, settings=settings, policy=policy, adapters=built, database=database, inbox=inbox,
         escalations=escalations, cursors=SweepCursors(database), tasks=tasks, locks=locks, worker=worker,
