@@ -19,6 +19,8 @@ from integration.model import (
     EscalationRequest,
     Event,
     InternalNote,
+    LinkRole,
+    LinkTicket,
     Organisation,
     Person,
     Platform,
@@ -31,6 +33,7 @@ from integration.model import (
     SetDue,
     SetField,
     SetPriority,
+    SetStatus,
     SlaTarget,
     State,
     TicketSnapshot,
@@ -193,6 +196,8 @@ _ACTION_KINDS: dict[type, str] = {
     PublicReply: "public_reply",
     InternalNote: "internal_note",
     SetField: "set_field",
+    LinkTicket: "link_ticket",
+    SetStatus: "set_status",
 }
 
 
@@ -213,6 +218,10 @@ def action_to_json(action: Action) -> dict[str, Any]:
             return {"kind": kind, "body": body}
         case SetField(name, value):
             return {"kind": kind, "name": name, "value": value}
+        case LinkTicket(other, role):
+            return {"kind": kind, "other": other, "role": role.value}
+        case SetStatus(status):
+            return {"kind": kind, "status": status.value}
     raise TypeError(action)
 
 
@@ -237,6 +246,10 @@ def action_from_json(data: Mapping[str, Any]) -> Action:
             return InternalNote(data["body"])
         case "set_field":
             return SetField(data["name"], data.get("value"))
+        case "link_ticket":
+            return LinkTicket(data["other"], LinkRole(data["role"]))
+        case "set_status":
+            return SetStatus(TicketStatus(data["status"]))
     raise CodecError(f"kind: unknown action {kind!r}")
 
 
@@ -333,4 +346,9 @@ def decision_to_json(decision: Decision) -> dict[str, Any]:
         "target_ref": decision.target_ref,
         "why": decision.transition.why,
         "actions": [action_to_json(a) for a in decision.actions],
+        **(
+            {"origin_ref": decision.origin_ref, "origin_actions": [action_to_json(a) for a in decision.origin_actions]}
+            if decision.origin_actions
+            else {}
+        ),
     }

@@ -251,8 +251,38 @@ class SetField:
     value: str | None
 
 
+class LinkRole(StrEnum):
+    """Which end of an escalation-request link a ticket is."""
+
+    REQUEST = "request"  # this ticket is the request (an email's own ticket) that escalated `other`
+    ESCALATED = "escalated"  # this ticket was escalated by the request `other`
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTicket:
+    """Link this ticket with ticket `other`: a request ticket and the ticket it escalates (SD3)."""
+
+    other: str
+    role: LinkRole
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    status: TicketStatus  # e.g. SOLVED for an email request that was carried over to its ticket
+
+
 Action = (
-    AddTags | RemoveTags | AssignGroup | AssignUser | SetPriority | SetDue | PublicReply | InternalNote | SetField
+    AddTags
+    | RemoveTags
+    | AssignGroup
+    | AssignUser
+    | SetPriority
+    | SetDue
+    | PublicReply
+    | InternalNote
+    | SetField
+    | LinkTicket
+    | SetStatus
 )
 
 
@@ -304,6 +334,10 @@ class Decision:
     escalation: Escalation
     transition: Transition
     target_ref: str | None  # the ticket the actions apply to
+    # A request that arrived as a ticket of its own (an email) and named another ticket: what to
+    # write on that request ticket (link, reply, solve) once the target's write has landed.
+    origin_ref: str | None = None
+    origin_actions: tuple[Action, ...] = ()
 
     @property
     def state(self) -> State:
