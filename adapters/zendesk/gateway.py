@@ -43,6 +43,7 @@ from integration.model import (
     TicketSnapshot,
 )
 from integration.ports import Conflict, GatewayError, PermanentError, TransientError
+from integration.sweep import BulkResult
 
 log = logging.getLogger("tierup.zendesk")
 
@@ -237,6 +238,10 @@ class ZendeskGateway:
     client: Zenpy
     prefetch_seconds: float = 60.0
     monotonic: Callable[[], float] = time.monotonic
+    # Bulk writes (integration.sweep.BulkGateway): update_many takes 100 tickets; its job is polled, sleeping here.
+    max_batch: int = 100
+    sleep: Callable[[float], None] = time.sleep
+    job_wait_seconds: float = 120.0
     platform: Platform = field(default=Platform.ZENDESK, init=False)
     _prefetched: dict[str, tuple[float, TicketRead | None]] = field(default_factory=dict, init=False, repr=False)
     _groups: dict[str, int] | None = field(default=None, init=False, repr=False)
@@ -434,6 +439,125 @@ class ZendeskGateway:
                 continue
             self._put(ref, update)
             log.info("ticket %s: applied %s of transition %s", ref, update.part, key)
+
+    # --- many tickets at once (the SLA sweep) -------------------------------------------------
+
+    def snapshots(self, refs: Sequence[str]) -> dict[str, TicketSnapshot]:
+        """Up to 100 tickets in one `show_many` read with the side-loads; deleted or missing ones are left out."""
+        ids = [r for r in dict.fromkeys(refs) if r.isdigit()]
+        if not ids:
+            return {}
+        if len(ids) > self.max_batch:
+            raise ValueError(f"show_many reads at most {self.max_batch} tickets, got {len(ids)}")
+        data = self._get(
+            "tickets/show_many.json", f"read {len(ids)} tickets", {"ids": ",".join(ids), "include": SIDELOADS}
+        )
+        page: dict[str, Any] = data if isinstance(data, dict) else {}
+        tickets = page.get("tickets")
+        found: dict[str, TicketSnapshot] = {}
+        for ticket in tickets if isinstance(tickets, list) else ():
+            # The side-loads serve the whole page; each ticket maps as a show of its own would.
+            shown = {"ticket": ticket, **{k: page.get(k) for k in ("users", "organizations", "groups")}}
+            read = ticket_read_from_show(shown) if isinstance(ticket, dict) else None
+            if read is not None and read.snapshot.ref in ids:
+                found[read.snapshot.ref] = read.snapshot
+        return found
+
+    def apply_many(self, items: Sequence[tuple[TicketSnapshot, Sequence[Action], str]]) -> BulkResult:
+        """Many tickets' transitions in ONE `PUT tickets/update_many.json`, its job polled; the outcome per ticket.
+
+        Each ticket's fields come from plan(), as a single PUT's would. A second part
+        (the internal note when the note field is not installed) goes out alone afterwards.
+        """
+        if len(items) > self.max_batch:
+            raise ValueError(f"update_many takes at most {self.max_batch} tickets, got {len(items)}")
+        outcomes: dict[str, GatewayError | None] = {}
+        tickets: list[ZenpyTicket] = []
+        later: dict[str, list[TicketUpdate]] = {}
+        for snapshot, actions, key in items:
+            ref = snapshot.ref
+            if not ref.isdigit():
+                outcomes[ref] = PermanentError(f"{ref!r} is not a Zendesk ticket number")
+                continue
+            try:
+                # No snapshot: update_many has no safe_update; our changes are additive (tags added / removed).
+                updates = self.plan(ref, actions, snapshot=None, key=key)
+            except GatewayError as exc:
+                outcomes[ref] = exc
+                continue
+            outcomes[ref] = None
+            for update in updates:
+                if update.part == MAIN_PART:
+                    tickets.append(ZenpyTicket(id=int(ref), **update.ticket))
+                else:
+                    later.setdefault(ref, []).append(update)
+        calls = 0
+        if tickets:
+            with self._lock:
+                for ticket in tickets:
+                    self._prefetched.pop(str(ticket.id), None)
+            job = call_zendesk(f"update {len(tickets)} tickets", lambda: self.client.tickets.update(tickets))
+            calls += 1
+            results, polls = self._wait_for_job(job)
+            calls += polls
+            for ticket in tickets:
+                ref = str(ticket.id)
+                outcomes[ref] = _job_outcome(results.get(ref), ref)
+        for ref, updates in later.items():
+            for update in updates:
+                if outcomes.get(ref) is not None:
+                    break
+                try:
+                    calls += 1
+                    self._put(ref, update)
+                except GatewayError as exc:
+                    outcomes[ref] = exc
+        return BulkResult(outcomes, api_calls=calls)
+
+    def _wait_for_job(self, job: Any) -> tuple[dict[str, dict[str, Any]], int]:
+        """Poll `GET job_statuses/{id}.json` until the job is done; its results by ticket id, and the polls made."""
+        job_id = getattr(job, "id", None)
+        if not job_id:
+            raise PermanentError(f"update_many answered without a job status ({type(job).__name__})")
+        status, results, polls, waited, delay = str(getattr(job, "status", "") or "queued"), None, 0, 0.0, 0.25
+        while status not in ("completed", "failed", "killed"):
+            if waited >= self.job_wait_seconds:
+                raise TransientError(f"job {job_id} still {status} after {waited:.0f}s")
+            self.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)
+            try:
+                data = self._get(f"job_statuses/{job_id}.json", f"read job {job_id}")
+            except TransientError as exc:
+                # The write is in Zendesk's hands already: keep waiting for its outcome rather than write again.
+                pause = min(exc.retry_after or delay, max(self.job_wait_seconds - waited, 0.0))
+                self.sleep(pause)
+                waited += pause
+                polls += 1
+                continue
+            polls += 1
+            found = data.get("job_status") if isinstance(data, dict) else None
+            if not isinstance(found, dict):
+                raise TransientError(f"job {job_id}: Zendesk answered without a job status")
+            status, results = str(found.get("status") or "queued"), found.get("results")
+        by_id: dict[str, dict[str, Any]] = {}
+        for result in results if isinstance(results, list) else ():
+            if isinstance(result, dict) and result.get("id") is not None:
+                by_id[str(result["id"])] = result
+        if status != "completed":
+            log.warning("job %s ended %s with %d results", job_id, status, len(by_id))
+        return by_id, polls
+
+
+def _job_outcome(result: dict[str, Any] | None, ref: str) -> GatewayError | None:
+    """One ticket's entry in a job's results: None when it was updated, else why not."""
+    if result is None:
+        return TransientError(f"ticket {ref}: the bulk job reported nothing for it")
+    failed = result.get("success") is False or result.get("error") or str(result.get("status", "")).lower() == "failed"
+    if not failed:
+        return None
+    described = ": ".join(str(p) for p in (result.get("error"), result.get("details")) if p) or "failed"
+    return PermanentError(f"ticket {ref}: bulk update failed: {described}")
 
 
 def _metadata(key: str, part: str) -> dict[str, str]:
