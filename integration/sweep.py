@@ -9,19 +9,41 @@ once every breach on the page is handled: a crash between pages resumes where it
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from integration.model import Action, Platform, TicketSnapshot
-from integration.ports import GatewayError
+from integration.logs import log_context
+from integration.model import (
+    OPEN_STATES,
+    Action,
+    Channel,
+    Decision,
+    Escalation,
+    EscalationRequest,
+    Ignored,
+    Person,
+    Platform,
+    Reason,
+    Role,
+    State,
+    TicketSnapshot,
+    TicketStatus,
+)
+from integration.ports import GatewayError, TransientError
+from integration.service import handle_event
 
 if TYPE_CHECKING:
     from integration.policy import Policy
     from integration.ports import Gateway
-    from integration.processing import TicketLocks
+    from integration.processing import TicketLock, TicketLocks
     from integration.store import SqlEscalationStore, SweepCursors
+
+log = logging.getLogger("tierup.sweep")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +132,362 @@ class SweepReport:
         return self.events_read / self.seconds if self.seconds > 0 else 0.0
 
 
+# Who the audit trail says decided a sweep's escalations.
+SWEEP_ACTOR = Person(id="tierup-sla-sweep", name="Tierup SLA sweep", role=Role.SYSTEM)
+
+
+class _Counter:
+    """API calls the sweep's own gateway use made (reads and writes), for the report."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+
+@dataclass
+class _FirstReadGateway:
+    """The gateway for one ticket whose snapshot the sweep already read: that read is not repeated.
+
+    A later snapshot (after a 409) reads again; every call is counted.
+    """
+
+    inner: Gateway
+    known: TicketSnapshot
+    counter: _Counter
+    platform: Platform = field(init=False)
+    _used: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.platform = self.inner.platform
+
+    def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
+        if not self._used and ref == self.known.ref:
+            self._used = True
+            return self.known
+        self.counter.calls += 1
+        return self.inner.snapshot(ref, hint)
+
+    def apply(
+        self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
+    ) -> None:
+        self.counter.calls += 1
+        self.inner.apply(ref, actions, snapshot=snapshot, key=key, retry=retry)
+
+
+@dataclass
+class _PlanningGateway:
+    """Decides without writing: handle_event's one write is kept for the batch instead."""
+
+    known: TicketSnapshot
+    platform: Platform = field(init=False)
+    planned: tuple[tuple[Action, ...], str] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.platform = self.known.platform
+
+    def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
+        return self.known
+
+    def apply(
+        self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
+    ) -> None:
+        self.planned = (tuple(actions), key)
+
+
+@dataclass
+class _HeldStore:
+    """One ticket's escalation as loaded under its lock; save() keeps the decision until it is written."""
+
+    escalation: Escalation | None
+    decision: Decision | None = None
+
+    def load(self, platform: Platform, ticket_ref: str) -> Escalation | None:
+        return self.escalation
+
+    def save(self, decision: Decision) -> None:
+        self.decision = decision
+
+
+@dataclass
+class _RecordingStore:
+    """Loads from the database and records each decision there (the audit trail)."""
+
+    store: SqlEscalationStore
+    dry_run: bool
+    decision: Decision | None = None
+
+    def load(self, platform: Platform, ticket_ref: str) -> Escalation | None:
+        return self.store.load(platform, ticket_ref)
+
+    def save(self, decision: Decision) -> None:
+        self.store.record(decision, dry_run=self.dry_run)
+        self.decision = decision
+
+
+@dataclass
+class _Planned:
+    """A decided ticket waiting for the batch's bulk write."""
+
+    event: EscalationRequest
+    snapshot: TicketSnapshot
+    decision: Decision
+    actions: tuple[Action, ...]
+    key: str
+
+
+class _Sweep:
+    """One run of run_sweep: the report, the ports, and the per-page work."""
+
+    def __init__(
+        self,
+        source: SweepSource,
+        *,
+        policy: Policy,
+        gateway: Gateway,
+        store: SqlEscalationStore,
+        locks: TicketLocks,
+        clock: Callable[[], datetime],
+        dry_run: bool,
+        sleep: Callable[[float], None],
+        lock_attempts: int,
+        lock_wait_seconds: float,
+        progress: Progress | None,
+    ) -> None:
+        self.source = source
+        self.platform = source.platform
+        self.policy = policy
+        self.gateway = gateway
+        self.bulk = gateway if isinstance(gateway, BulkGateway) and not dry_run else None
+        self.batch_size = max(1, self.bulk.max_batch) if self.bulk is not None else 100
+        self.store = store
+        self.locks = locks
+        self.clock = clock
+        self.dry_run = dry_run
+        self.sleep = sleep
+        self.lock_attempts = lock_attempts
+        self.lock_wait_seconds = lock_wait_seconds
+        self.progress = progress
+        self.counter = _Counter()
+        self.report = SweepReport(platform=source.platform, source=source.name)
+        self.stop = False  # a transient failure: finish this page's other tickets, store nothing, stop
+
+    def tick(self) -> None:
+        self.report.api_calls = self.source.api_calls() + self.counter.calls
+        if self.progress is not None:
+            self.progress(self.report)
+
+    # --- a page --------------------------------------------------------------------------
+
+    def handle_page(self, page: SweepPage) -> bool:
+        """Handle every breach on `page`; True when all are handled (the page's cursor may be stored)."""
+        first: dict[str, Breach] = {}
+        for breach in page.breaches:
+            held = first.get(breach.ticket_ref)
+            if held is None or breach.breached_at < held.breached_at:
+                # Several metrics breaching on one ticket make one escalation, dated by the first breach.
+                first[breach.ticket_ref] = breach
+        self.report.tickets += len(first)
+        pending = list(first.values())
+        for attempt in range(self.lock_attempts + 1):
+            if attempt:
+                # Tickets the worker (a push delivery) was holding: give it a moment, then try again.
+                self.sleep(self.lock_wait_seconds)
+            busy: list[Breach] = []
+            for start in range(0, len(pending), self.batch_size):
+                busy += self.handle_batch(pending[start : start + self.batch_size])
+                self.tick()
+            pending = busy
+            if not pending:
+                break
+        if pending:
+            self.report.busy += len(pending)
+            refs = ", ".join(b.ticket_ref for b in pending[:20])
+            self.report.errors.append(f"tickets still locked by another worker: {refs}; their page is read again")
+            log.warning("sweep %s: %d tickets stayed locked (%s); not storing the cursor", self.source.name,
+                        len(pending), refs)  # fmt: skip
+        return not pending and not self.stop
+
+    def handle_batch(self, breaches: Sequence[Breach]) -> list[Breach]:
+        """Decide and write up to one bulk write's worth of tickets, each under its lock; the busy ones back."""
+        busy: list[Breach] = []
+        with ExitStack() as stack:
+            held: list[tuple[Breach, TicketLock]] = []
+            for breach in breaches:
+                lock = stack.enter_context(self.locks.hold(self.platform, breach.ticket_ref))
+                if lock is None:
+                    busy.append(breach)
+                else:
+                    held.append((breach, lock))
+            planned: list[_Planned] = []
+            for breach, _ in held:
+                with log_context(delivery_id=breach.event_id, ticket_ref=breach.ticket_ref):
+                    found = self.decide(breach)
+                if found is not None:
+                    planned.append(found)
+            if planned:
+                self.write(planned, [lock for _, lock in held])
+        return busy
+
+    # --- one ticket ------------------------------------------------------------------------
+
+    def decide(self, breach: Breach) -> _Planned | None:
+        """Decide one ticket's breach (holding its lock); a bulk gateway gets the write back, others write now."""
+        report = self.report
+        escalation = self.store.load(self.platform, breach.ticket_ref)
+        if escalation is not None and any(t.delivery_id == breach.event_id for t in escalation.history):
+            report.already_handled += 1  # an earlier run (or a re-read page) did this one
+            return None
+        try:
+            snapshot = breach.snapshot
+            if snapshot is None:
+                self.counter.calls += 1
+                snapshot = self.gateway.snapshot(breach.ticket_ref)
+        except TransientError as exc:
+            self.transient(breach, exc)
+            return None
+        except GatewayError as exc:
+            self.failed(breach, exc)
+            return None
+        if snapshot is None or snapshot.status is TicketStatus.CLOSED:
+            report.skipped += 1  # deleted, or closed (a closed ticket cannot be changed)
+            log.info("sweep: ticket %s is %s; nothing to escalate", breach.ticket_ref,
+                     "gone" if snapshot is None else "closed")  # fmt: skip
+            return None
+        event = EscalationRequest(
+            platform=self.platform,
+            ticket_ref=breach.ticket_ref,
+            requested_by=SWEEP_ACTOR,
+            channel=Channel.SLA_BREACH,
+            reason=Reason.SLA_VIOLATION,
+            received_at=self.event_time(breach, escalation),
+            ticket=snapshot,
+            delivery_id=breach.event_id,
+        )
+        if self.bulk is None:
+            self.decide_and_write(event, snapshot, retry=False)
+            return None
+        planner = _PlanningGateway(snapshot)
+        held = _HeldStore(escalation)
+        try:
+            result = handle_event(event, policy=self.policy, gateway=planner, store=held, clock=self.clock)
+        except GatewayError as exc:  # nothing is written while planning; kept for safety
+            self.failed(breach, exc)
+            return None
+        if isinstance(result, Ignored) or held.decision is None:
+            report.already_handled += 1
+            log.info("sweep: %s", result.reason if isinstance(result, Ignored) else "nothing decided")
+            return None
+        if planner.planned is None:
+            # Already escalated and already tagged (the push path got there first): recorded, nothing to write.
+            self.record(held.decision)
+            return None
+        actions, key = planner.planned
+        return _Planned(event, snapshot, held.decision, actions, key)
+
+    def event_time(self, breach: Breach, escalation: Escalation | None) -> datetime:
+        """When the breach counts as having arrived: its own time, so an older breach never undoes a later outcome.
+
+        A request deferred after the breach happened (the platform had not shown it yet) waits
+        for exactly this breach, so it is woken now rather than ignored as older.
+        """
+        if (
+            escalation is not None
+            and escalation.state is State.DEFERRED
+            and escalation.last_event_at is not None
+            and escalation.last_event_at >= breach.breached_at
+        ):
+            return max(self.clock(), escalation.last_event_at + timedelta(microseconds=1))
+        return breach.breached_at
+
+    def decide_and_write(self, event: EscalationRequest, snapshot: TicketSnapshot, *, retry: bool) -> None:
+        """The worker's path for one ticket: decide, apply through the gateway, record."""
+        recording = _RecordingStore(self.store, self.dry_run)
+        gateway = _FirstReadGateway(self.gateway, snapshot, self.counter)
+        breach_ref = event.ticket_ref or ""
+        try:
+            result = handle_event(
+                event, policy=self.policy, gateway=gateway, store=recording, clock=self.clock, retry=retry
+            )
+        except TransientError as exc:
+            self.transient_ref(breach_ref, exc)
+            return
+        except GatewayError as exc:
+            self.failed_ref(breach_ref, exc)
+            return
+        if isinstance(result, Ignored):
+            self.report.already_handled += 1
+            log.info("sweep: %s", result.reason)
+            return
+        if result.actions:
+            self.report.single_writes += 1
+        self.count(result)
+
+    # --- writing a batch ---------------------------------------------------------------------
+
+    def write(self, planned: Sequence[_Planned], locks: Sequence[TicketLock]) -> None:
+        """One bulk write for the batch; each written ticket's decision recorded; the failed ones one by one."""
+        assert self.bulk is not None
+        items = [(p.snapshot, p.actions, p.key) for p in planned]
+        try:
+            result = self.bulk.apply_many(items)
+        except TransientError as exc:
+            self.report.bulk_writes += 1
+            self.counter.calls += 1
+            for p in planned:
+                self.transient_ref(p.snapshot.ref, exc)
+            return
+        except GatewayError as exc:
+            # The whole request was refused (one bad ticket can do that): write them one by one.
+            self.report.bulk_writes += 1
+            self.counter.calls += 1
+            log.warning("sweep: bulk write refused (%s); writing the %d tickets one by one", exc, len(planned))
+            result = BulkResult({p.snapshot.ref: exc for p in planned}, api_calls=0)
+        else:
+            self.report.bulk_writes += 1
+            self.counter.calls += result.api_calls
+        for lock in locks:
+            lock.refresh()  # the write (and its job polls) took a while: keep the tickets ours
+        for p in planned:
+            error = result.outcomes.get(p.snapshot.ref, GatewayError("the bulk write reported nothing for it"))
+            if error is None:
+                self.record(p.decision)
+                continue
+            log.info("sweep: ticket %s failed in the bulk write (%s); writing it alone", p.snapshot.ref, error)
+            with log_context(delivery_id=p.event.delivery_id, ticket_ref=p.snapshot.ref):
+                # retry=True: the gateway checks what of this transition already landed before writing again.
+                self.decide_and_write(p.event, p.snapshot, retry=True)
+
+    def record(self, decision: Decision) -> None:
+        self.store.record(decision, dry_run=self.dry_run)
+        self.count(decision)
+
+    def count(self, decision: Decision) -> None:
+        t = decision.transition
+        if decision.actions:
+            self.report.tickets_updated += 1
+        if t.to_state is State.ESCALATED and t.from_state not in OPEN_STATES:
+            self.report.tickets_escalated += 1
+        elif not decision.actions:
+            self.report.already_handled += 1
+
+    # --- failures ------------------------------------------------------------------------------
+
+    def transient(self, breach: Breach, exc: TransientError) -> None:
+        self.transient_ref(breach.ticket_ref, exc)
+
+    def transient_ref(self, ref: str, exc: TransientError) -> None:
+        self.stop = True
+        self.report.errors.append(f"ticket {ref}: {exc} (tried again next run)")
+        log.warning("sweep: ticket %s: %s; the page is read again next run", ref, exc)
+
+    def failed(self, breach: Breach, exc: GatewayError) -> None:
+        self.failed_ref(breach.ticket_ref, exc)
+
+    def failed_ref(self, ref: str, exc: GatewayError) -> None:
+        self.report.failed += 1
+        self.report.errors.append(f"ticket {ref}: {exc}")
+        log.error("sweep: ticket %s could not be escalated: %s", ref, exc)
+
+
 def run_sweep(
     source: SweepSource,
     *,
@@ -121,6 +499,63 @@ def run_sweep(
     clock: Callable[[], datetime],
     since: datetime | None = None,
     progress: Progress | None = None,
+    dry_run: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    lock_attempts: int = 3,
+    lock_wait_seconds: float = 2.0,
 ) -> SweepReport:
-    """Sweep `source` from its stored cursor (or `since`), escalating each still-real breach once."""
-    raise NotImplementedError  # the implementation follows in the next commit
+    """Sweep `source` from its stored cursor (or `since`), escalating each still-real breach once.
+
+    Per ticket, under its lock: load the escalation, decide with the policy (handle_event,
+    channel sla_breach, reason sla_violation), write, record. With a BulkGateway the batch's
+    writes go out as one bulk write per `max_batch` tickets; a ticket that fails in it is
+    written alone. A page's cursor is stored once all its breaches are handled; a ticket
+    whose lock stays taken, or a transient failure, stops the run there, so the next run
+    reads that page again (what was done is recognised by the breach's event id).
+    """
+    started = time.perf_counter()
+    sweep = _Sweep(
+        source, policy=policy, gateway=gateway, store=store, locks=locks, clock=clock, dry_run=dry_run, sleep=sleep,
+        lock_attempts=lock_attempts, lock_wait_seconds=lock_wait_seconds, progress=progress,
+    )  # fmt: skip
+    report = sweep.report
+    cursor = None if since is not None else cursors.get(source.platform, source.name)
+    try:
+        for page in source.pages(cursor, since):
+            report.pages += 1
+            report.events_read += page.events_read
+            report.breaches += len(page.breaches)
+            if not sweep.handle_page(page):
+                report.complete = False
+                break
+            if page.cursor is not None:
+                cursors.set(source.platform, source.name, page.cursor, clock())
+                report.cursor = page.cursor
+            sweep.tick()
+    except GatewayError as exc:
+        # The source could not read (rate limited past its patience, an outage): next run resumes.
+        report.complete = False
+        report.errors.append(f"reading {source.name}: {exc}")
+        log.warning("sweep %s stopped: %s", source.name, exc)
+    report.seconds = time.perf_counter() - started
+    sweep.tick()
+    log.info(
+        "sweep %s: %d events, %d breaches, %d escalated, %d already handled, %d api calls, %d bulk writes, %.2fs%s",
+        source.name, report.events_read, report.breaches, report.tickets_escalated, report.already_handled,
+        report.api_calls, report.bulk_writes, report.seconds, "" if report.complete else " (stopped early)",
+    )  # fmt: skip
+    return report
+
+
+def sweep_source_of(adapter: object) -> SweepSource | None:
+    """The adapter's SLA sweep (`sweep_source()`), looking through wrappers such as FormAwareAdapter."""
+    seen: set[int] = set()
+    current: object | None = adapter
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        offer = getattr(type(current), "sweep_source", None)
+        if callable(offer):
+            found: SweepSource | None = offer(current)
+            return found
+        current = getattr(current, "inner", None)
+    return None
