@@ -33,6 +33,9 @@ from integration.model import (
     EscalationRequest,
     Event,
     InternalNote,
+    LinkRole,
+    LinkTicket,
+    Organisation,
     Person,
     Platform,
     Priority,
@@ -43,9 +46,11 @@ from integration.model import (
     Role,
     SetDue,
     SetPriority,
+    SetStatus,
     SlaTarget,
     State,
     TicketSnapshot,
+    TicketStatus,
     Transition,
 )
 
@@ -125,7 +130,16 @@ TEMPLATE_NAMES = (
     "deadline_note",
     "sla_escalated_note",
     "deferred_woken_reply",
+    "request_linked_reply",
 )
+
+# Templates a policy file may leave out (added after policies were written): the text used then.
+DEFAULT_TEMPLATES: Mapping[str, str] = {
+    "request_linked_reply": (
+        "<p>Thank you for your escalation request. We have added it to ticket {{ ticket.ref }} and will reply to "
+        "you there; this request is now closed so that the whole conversation stays in one place.</p>"
+    ),
+}
 
 RULE_KEYS = (
     "unauthorised",
@@ -343,9 +357,30 @@ def _sample_context() -> dict[str, Any]:
     }
 
 
+class _TemplateEnvironment(SandboxedEnvironment):
+    """The sandbox, with a short way through for the data fields of our own model objects.
+
+    A field of a frozen model dataclass (`requester.name`, `ticket.ref`, `sla.name`) is plain
+    data, never a method or an internal attribute, so the sandbox's checks can be skipped for
+    it; everything else (methods, dunder names, other objects) goes through the full sandbox.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        fields = _MODEL_FIELDS.get(type(obj))
+        if fields is not None and attribute in fields:
+            return getattr(obj, attribute)
+        return super().getattr(obj, attribute)
+
+
+_MODEL_FIELDS: dict[type, frozenset[str]] = {
+    cls: frozenset(cls.__dataclass_fields__)
+    for cls in (Person, Organisation, SlaTarget, TicketSnapshot, EscalationRequest, ReviewCommand, Escalation)
+}
+
+
 def _environment() -> SandboxedEnvironment:
     # Autoescape: every value from a customer is HTML-escaped in replies and notes.
-    return SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return _TemplateEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def parse_policy(data: Mapping[str, Any], source: str) -> Policy:
@@ -451,7 +486,7 @@ def parse_policy(data: Mapping[str, Any], source: str) -> Policy:
     tmpl_t = root.table("templates", required=True)
     templates: dict[str, Template] = {}
     for tname in TEMPLATE_NAMES:
-        text = tmpl_t.text(tname)
+        text = tmpl_t.text(tname, DEFAULT_TEMPLATES.get(tname))
         try:
             templates[tname] = env.from_string(text)
             templates[tname].render(policy_name=name, **_sample_context())
@@ -621,10 +656,34 @@ def _evolve(escalation: Escalation, **changes: Any) -> Escalation:
 def decide(policy: Policy, escalation: Escalation | None, event: Event, now: datetime) -> Decision:
     """Decide what `event` does to `escalation` under `policy` at time `now` (pure)."""
     if isinstance(event, EscalationRequest):
-        return _decide_request(policy, escalation, event, now)
+        return _carry_over(policy, event, _decide_request(policy, escalation, event, now))
     if escalation is None:
         raise workflow.IllegalTransition(None, event.command.value)
     return _decide_command(policy, escalation, event, now)
+
+
+def _carry_over(policy: Policy, req: EscalationRequest, decision: Decision) -> Decision:
+    """SD3: a request that is a ticket of its own (an email) and named an existing ticket.
+
+    The outcome is written on the named ticket as for any request; besides, the two tickets are
+    linked (a LinkTicket in the named ticket's write, and one on the request ticket), and the
+    request ticket is answered and solved, so the conversation carries on in one place.
+    """
+    origin, target, ticket = req.origin_ref, decision.target_ref, req.ticket
+    if origin is None or ticket is None or target is None or target == origin:
+        return decision
+    done = decision.transition
+    linked = replace(done, actions=(*done.actions, LinkTicket(origin, LinkRole.ESCALATED)))
+    esc = decision.escalation
+    history = (*esc.history[:-1], linked) if esc.history and esc.history[-1] is done else esc.history
+    reply = policy.render("request_linked_reply", ticket=ticket, request=req, requester=req.requested_by)
+    return Decision(
+        escalation=_evolve(esc, history=history),
+        transition=linked,
+        target_ref=target,
+        origin_ref=origin,
+        origin_actions=(LinkTicket(target, LinkRole.REQUEST), PublicReply(reply), SetStatus(TicketStatus.SOLVED)),
+    )
 
 
 def _decide_request(policy: Policy, escalation: Escalation | None, req: EscalationRequest, now: datetime) -> Decision:
