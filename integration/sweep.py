@@ -64,6 +64,7 @@ class SweepPage:
     breaches: Sequence[Breach]
     events_read: int
     cursor: str | None  # stored once every breach on this page is handled (None: nothing to store)
+    progress: float | None = None  # how far through what there is to read (0..1), when the source can tell
 
 
 class SweepSource(Protocol):
@@ -125,6 +126,7 @@ class SweepReport:
     seconds: float = 0.0
     complete: bool = True  # False: stopped early (busy ticket, transient failure); the cursor stays
     cursor: str | None = None  # the last cursor stored
+    progress: float | None = None  # the latest page's own estimate (0..1), for a progress bar
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -525,6 +527,7 @@ def run_sweep(
             report.pages += 1
             report.events_read += page.events_read
             report.breaches += len(page.breaches)
+            report.progress = page.progress
             if not sweep.handle_page(page):
                 report.complete = False
                 break
