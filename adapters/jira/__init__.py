@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from adapters.jira.gateway import JiraGateway
 from adapters.jira.parse import JiraParser, ProjectTypes
 from adapters.jira.settings import JiraSettings
+from adapters.jira.sweep import JiraSweepSource
 from adapters.jira.verify import SIGNATURE_HEADER, header, verify_signature, verify_url_token
 from integration.model import Event, Ignored, Platform
 from integration.policy import Policy
@@ -31,6 +32,8 @@ class JiraAdapter:
     parser: JiraParser
     dry_run: bool
     platform: Platform = Platform.JIRA
+    sla_label: str = "sla_breached"  # the policy's sla_breached tag: the sweep's query leaves those issues out
+    _sweep: JiraSweepSource | None = field(default=None, init=False, repr=False, compare=False)
 
     def verify(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str], now: datetime) -> None:
         """The admin webhook's signature; without one, the URL token when JIRA_WEBHOOK_URL_TOKEN is set."""
@@ -52,6 +55,15 @@ class JiraAdapter:
         """The request or command a stored delivery carries, or Ignored."""
         return self.parser.parse(delivery)
 
+    def sweep_source(self) -> JiraSweepSource | None:
+        """The SLA sweep over JIRA_PROJECTS (one per adapter, so it learns the SLA fields once); None in a dry run."""
+        if self._sweep is None and isinstance(self.gateway, JiraGateway):
+            if not self.settings.projects:
+                log.warning("JIRA_PROJECTS is not set: the Jira SLA sweep is off (the push path still works)")
+                return None
+            self._sweep = JiraSweepSource(self.gateway, breached_label=self.sla_label)
+        return self._sweep
+
 
 def build_adapter(env: Mapping[str, str], policy: Policy) -> JiraAdapter | None:
     """The Jira adapter from settings (None when JIRA_URL is unset); a dry run when there are no credentials."""
@@ -72,4 +84,5 @@ def build_adapter(env: Mapping[str, str], policy: Policy) -> JiraAdapter | None:
     else:
         gateway, own_accounts = DryRunGateway(Platform.JIRA), frozenset
     parser = JiraParser(settings, project_types=project_types, own_accounts=own_accounts)
-    return JiraAdapter(settings=settings, gateway=gateway, parser=parser, dry_run=not settings.has_credentials)
+    return JiraAdapter(settings=settings, gateway=gateway, parser=parser, dry_run=not settings.has_credentials,
+                       sla_label=policy.tags.sla_breached)  # fmt: skip

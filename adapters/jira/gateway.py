@@ -270,7 +270,10 @@ class JiraGateway:
     def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
         """The issue for the policy: the webhook's fields plus the JSM SLAs (one read), or one issue GET."""
         project = ref.rsplit("-", 1)[0]
-        if hint is not None and (not self.read_slas or self.project_types.is_service_desk(project) is False):
+        if hint is not None and (
+            # A hint that carries SLAs came from a read with the SLA fields (the sweep's search): it is complete.
+            hint.slas or not self.read_slas or self.project_types.is_service_desk(project) is False
+        ):
             return hint
         if hint is not None:
             url, operation, params = self.servicedesk_url(f"request/{ref}/sla"), "read SLAs", {"limit": SLA_PAGE}
@@ -297,6 +300,13 @@ class JiraGateway:
 
     def search_issues(self, jql: str, fields: Sequence[str], page_size: int = SEARCH_PAGE) -> Iterator[dict[str, Any]]:
         """Every issue `jql` finds (raw JSON, with `fields`), page by page: Cloud's `search/jql`, DC's `search`."""
+        for page in self.search_pages(jql, fields, page_size):
+            yield from page
+
+    def search_pages(
+        self, jql: str, fields: Sequence[str], page_size: int = SEARCH_PAGE
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The issues `jql` finds, one list per request (so a caller can count the requests)."""
         if self.deployment is Deployment.CLOUD:
             # Cloud answers 410 on the old `search`; `search/jql` pages with a token.
             token: str | None = None
@@ -305,7 +315,7 @@ class JiraGateway:
                 if token:
                     body["nextPageToken"] = token
                 page = _json(self.call("search", "POST", self.api_url("search/jql"), body=body), "search")
-                yield from (dict(i) for i in page.raw("issues") or [])
+                yield [dict(i) for i in page.raw("issues") or []]
                 token = page.opt_text("nextPageToken")
                 if not token or page.flag("isLast"):
                     return
@@ -314,7 +324,7 @@ class JiraGateway:
             body = {"jql": jql, "fields": list(fields), "startAt": start, "maxResults": page_size}
             page = _json(self.call("search", "POST", self.api_url("search"), body=body), "search")
             issues = page.raw("issues") or []
-            yield from (dict(i) for i in issues)
+            yield [dict(i) for i in issues]
             start += len(issues)
             total = page.number("total")
             if not issues or (total is not None and start >= total):

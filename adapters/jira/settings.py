@@ -17,6 +17,9 @@ _LABEL = re.compile(r"^\S+$")  # Jira labels cannot contain spaces
 # Any of these set means the admin meant to configure Jira: then JIRA_URL is required.
 _JIRA_INTENT = ("JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PAT", "JIRA_WEBHOOK_SECRET")
 
+# The JSM SLAs the sweep looks for (their names, as JQL and the SLA fields spell them).
+DEFAULT_SLA_NAMES = ("Time to first response", "Time to resolution")
+
 DEFAULT_PRIORITIES: Mapping[Priority, str] = {
     Priority.LOW: "Low",
     Priority.NORMAL: "Medium",
@@ -82,6 +85,7 @@ class JiraSettings:
     priorities: Mapping[Priority, str] = field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
     escalation_request_type: str | None = None
     deployment: Deployment | None = None  # None: ask serverInfo (`deploymentType`)
+    sla_names: tuple[str, ...] = DEFAULT_SLA_NAMES  # JIRA_SLA_NAMES: what the SLA sweep asks JQL about
 
     @property
     def has_credentials(self) -> bool:
@@ -144,6 +148,7 @@ class JiraSettings:
             priorities=_priorities(env.get("JIRA_PRIORITIES")),
             escalation_request_type=_get(env, "JIRA_ESCALATION_REQUEST_TYPE"),
             deployment=_deployment(env.get("JIRA_DEPLOYMENT")),
+            sla_names=_sla_names(env.get("JIRA_SLA_NAMES")),
         )
 
 
@@ -178,6 +183,16 @@ def _priorities(raw: str | None) -> dict[Priority, str]:
             raise ConfigError(f"JIRA_PRIORITIES: {pair.strip()!r} is not <{'|'.join(Priority)}>=<Jira priority name>")
         mapping[Priority(neutral)] = jira_name.strip()
     return mapping
+
+
+def _sla_names(raw: str | None) -> tuple[str, ...]:
+    """`Time to first response,Time to resolution`: SLA names (they may hold spaces), in order, once each."""
+    names: list[str] = []
+    for part in (raw or "").split(","):
+        name = " ".join(part.split())
+        if name and name.lower() not in {n.lower() for n in names}:
+            names.append(name)
+    return tuple(names) or DEFAULT_SLA_NAMES
 
 
 def _deployment(raw: str | None) -> Deployment | None:
