@@ -225,11 +225,16 @@ def build_runtime(
         redact=Redactor(secret_values(env)),
     )
     tasks.attach(worker, deadline_interval=settings.deadline_interval_seconds, recovery_interval=max(60.0, lease / 2))
-    return Runtime(
+    runtime = Runtime(
         env=env, settings=settings, policy=policy, adapters=built, database=database, inbox=inbox,
         escalations=escalations, cursors=SweepCursors(database), tasks=tasks, locks=locks, worker=worker,
         metrics=metrics, clock=clock, notes=notes,
     )  # fmt: skip
+    # The SLA sweeps: one periodic task per adapter that offers a sweep source (issue #6).
+    from integration.sweep_command import register_sweep_tasks
+
+    register_sweep_tasks(runtime)
+    return runtime
 
 
 def _start(args: argparse.Namespace, *, announce: bool) -> Runtime:
