@@ -36,14 +36,18 @@ from integration.model import (
     AssignGroup,
     AssignUser,
     InternalNote,
+    LinkRole,
+    LinkTicket,
     Platform,
     PublicReply,
     RemoveTags,
     SetDue,
     SetField,
     SetPriority,
+    SetStatus,
     SlaTarget,
     TicketSnapshot,
+    TicketStatus,
 )
 from integration.ports import Conflict, GatewayError, PermanentError, TransientError
 
@@ -159,11 +163,13 @@ def slas_in_fields(fields: Json, now: datetime) -> tuple[SlaTarget, ...]:
 
 @dataclass
 class EditPlan:
-    """What one transition writes: the issue edit, the comments in order, and whether to move to Escalated."""
+    """What one transition writes: the issue edit, links, the comments in order, and the workflow moves."""
 
     edit: dict[str, Any] = field(default_factory=dict)
     comments: list[PublicReply | InternalNote] = field(default_factory=list)
     transition: bool = False
+    links: list[str] = field(default_factory=list)  # issues to link this one to (JIRA_LINK_TYPE)
+    solve: bool = False  # move to JIRA_SOLVED_STATUS (or the first Done status offered)
 
 
 # --- the gateway ---------------------------------------------------------------------------
@@ -367,6 +373,15 @@ class JiraGateway:
                     log.info("no Jira field configured for %s; left as it is", action.name)
             elif isinstance(action, PublicReply | InternalNote):
                 out.comments.append(action)
+            elif isinstance(action, LinkTicket):
+                # One issue link shows on both issues: it is made from the request's side only.
+                if action.role is LinkRole.REQUEST and action.other not in out.links:
+                    out.links.append(action.other)
+            elif isinstance(action, SetStatus):
+                if action.status in (TicketStatus.SOLVED, TicketStatus.CLOSED):
+                    out.solve = True
+                else:
+                    log.info("no Jira workflow move for status %s; left as it is", action.status.value)
         if labels:
             out.edit["update"] = {"labels": labels}  # add/remove: never replace the label list
         if fields:
@@ -376,11 +391,17 @@ class JiraGateway:
     def apply(
         self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
     ) -> None:
-        """One issue edit, then the comments not posted yet for `key`, then the move to Escalated."""
+        """One issue edit, the links, the comments not posted yet for `key`, then the workflow moves."""
         plan = self.plan(actions)
         posted = self.posted_parts(ref, key) if retry and plan.comments else frozenset()
         if plan.edit:
             self.call("edit issue", "PUT", self.api_url(f"issue/{ref}"), body=plan.edit)
+        linked = self.linked_issues(ref) if retry and plan.links else frozenset()
+        for other in plan.links:
+            if other in linked:
+                log.info("%s is already linked to %s; not linking again", ref, other)
+                continue
+            self._link(ref, other)
         for part, comment in enumerate(plan.comments):
             if part in posted:
                 log.info("comment %d of %s is already on %s; not posting it again", part, key, ref)
@@ -388,6 +409,58 @@ class JiraGateway:
             self._post_comment(ref, comment, {"transition": key, "part": part})
         if plan.transition:
             self._move_to_escalated(ref)
+        if plan.solve:
+            self._move_to_solved(ref)
+
+    # --- an escalation request raised as its own issue: link it, then solve it ---
+
+    def _link(self, ref: str, other: str) -> None:
+        # POST issueLink through the session: the library's create_issue_link first reads every
+        # link type (on each call: its cache check never hits) and logs a warning for a plain name.
+        body = {"type": {"name": self.settings.link_type}, "inwardIssue": {"key": ref}, "outwardIssue": {"key": other}}
+        self.call("link issues", "POST", self.api_url("issueLink"), body=body)
+
+    def linked_issues(self, ref: str) -> frozenset[str]:
+        """The keys of the issues `ref` is linked to (a retry links only what is not linked yet)."""
+        answer = self.call("read links", "GET", self.api_url(f"issue/{ref}"), params={"fields": "issuelinks"})
+        keys = set()
+        fields = _json(answer, "issue").opt_obj("fields")
+        for link in fields.objects("issuelinks") if fields else []:
+            for side in ("inwardIssue", "outwardIssue"):
+                issue = link.opt_obj(side)
+                if issue is not None and issue.opt_text("key"):
+                    keys.add(issue.text("key"))
+        return frozenset(keys)
+
+    def _move_to_solved(self, ref: str) -> None:
+        """Move a request to JIRA_SOLVED_STATUS, or else the first Done-category status its workflow offers."""
+        wanted = (self.settings.solved_status or "").strip().lower()
+        url = self.api_url(f"issue/{ref}/transitions")
+        answer = self.call("read transitions", "GET", url, params={"expand": "transitions.fields"})
+        for transition in _json(answer, "transitions").objects("transitions"):
+            target = transition.opt_obj("to")
+            category = target.opt_obj("statusCategory") if target else None
+            names = {n.lower() for n in (transition.opt_text("name"), target.opt_text("name") if target else None) if n}
+            if (wanted and wanted in names) or (not wanted and category and category.opt_text("key") == "done"):
+                body: dict[str, Any] = {"transition": {"id": transition.text("id")}}
+                resolution = self._resolution(transition)
+                if resolution:
+                    body["fields"] = {"resolution": {"name": resolution}}
+                self.call("transition", "POST", url, body=body)
+                return
+        shown = self.settings.solved_status or "a Done status"
+        log.info("no transition to %s offered on %s; the request stays open", shown, ref)
+
+    def _resolution(self, transition: Json) -> str | None:
+        """The resolution to send: only when the transition's screen has the field (else Jira answers 400)."""
+        fields = transition.opt_obj("fields")
+        field_info = fields.opt_obj("resolution") if fields else None
+        if field_info is None:
+            return None
+        if self.settings.solved_resolution:
+            return self.settings.solved_resolution
+        allowed = field_info.objects("allowedValues")
+        return allowed[0].opt_text("name") if allowed else None
 
     def posted_parts(self, ref: str, key: str) -> frozenset[int]:
         """Which comments of transition `key` are already on the issue (the newest comments' `tierup.key`)."""

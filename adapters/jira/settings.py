@@ -82,6 +82,12 @@ class JiraSettings:
     fields: JiraFields = field(default_factory=JiraFields)
     labels: JiraLabels = field(default_factory=JiraLabels)
     escalated_status: str = "Escalated"
+    # An escalation request (email, JSM form) that named an existing issue is linked to it with this
+    # link type, answered, and moved to this status (None: the first transition into a Done status),
+    # with this resolution when the transition asks for one (None: the first the screen offers).
+    link_type: str = "Relates"
+    solved_status: str | None = None
+    solved_resolution: str | None = None
     priorities: Mapping[Priority, str] = field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
     escalation_request_type: str | None = None
     deployment: Deployment | None = None  # None: ask serverInfo (`deploymentType`)
@@ -145,6 +151,9 @@ class JiraSettings:
                 not_happy=_label(env, "JIRA_LABEL_NOT_HAPPY", _DEFAULT_LABELS.not_happy),
             ),
             escalated_status=_get(env, "JIRA_ESCALATED_STATUS") or "Escalated",
+            link_type=_get(env, "JIRA_LINK_TYPE") or "Relates",
+            solved_status=_get(env, "JIRA_SOLVED_STATUS"),
+            solved_resolution=_get(env, "JIRA_SOLVED_RESOLUTION"),
             priorities=_priorities(env.get("JIRA_PRIORITIES")),
             escalation_request_type=_get(env, "JIRA_ESCALATION_REQUEST_TYPE"),
             deployment=_deployment(env.get("JIRA_DEPLOYMENT")),

@@ -34,12 +34,15 @@ from integration.model import (
     AssignGroup,
     AssignUser,
     InternalNote,
+    LinkRole,
+    LinkTicket,
     Platform,
     PublicReply,
     RemoveTags,
     SetDue,
     SetField,
     SetPriority,
+    SetStatus,
     TicketSnapshot,
 )
 from integration.ports import Conflict, GatewayError, PermanentError, TransientError
@@ -54,6 +57,9 @@ PART_FIELD = "tierup_part"
 MAIN_PART = "main"
 NOTE_PART = "note"
 USER_AGENT = "Tierup (zenpy)"
+# Zendesk has no ticket links: an escalation request ticket carries this tag, and both tickets a
+# note naming the other with its agent URL (what Zendesk admins do by hand).
+REQUEST_LINK_TAG = "tierup_escalation_request"
 
 
 # --- the zenpy client --------------------------------------------------------------------------
@@ -387,6 +393,12 @@ class ZendeskGateway:
                     public.append(body)
                 case InternalNote(body):
                     notes.append(body)
+                case LinkTicket(other, role):
+                    notes.append(self._link_note(other, role))
+                    if role is LinkRole.REQUEST and REQUEST_LINK_TAG not in add:
+                        add.append(REQUEST_LINK_TAG)
+                case SetStatus(status):
+                    ticket["status"] = status.value  # Zendesk's statuses are the neutral six
         if add:
             ticket["additional_tags"] = add  # never the whole tag list: other tags stay as they are
         removed = [t for t in remove if t not in add]
@@ -417,6 +429,14 @@ class ZendeskGateway:
             updates.append(TicketUpdate(MAIN_PART, ticket))
         return updates + extra
 
+    def _link_note(self, other: str, role: LinkRole) -> str:
+        if not other.isdigit():
+            raise PermanentError(f"{other!r} is not a Zendesk ticket number")
+        url = f"{self.settings.url}/agent/tickets/{other}"
+        if role is LinkRole.REQUEST:
+            return f"<p>Escalation request for ticket #{other}: {url} (the escalation is handled there).</p>"
+        return f"<p>Escalation requested in ticket #{other}: {url} (the request, now solved).</p>"
+
     def _put(self, ref: str, update: TicketUpdate) -> None:
         with self._lock:
             self._prefetched.pop(ref, None)  # the ticket changes: a kept read is stale now
@@ -437,7 +457,15 @@ class ZendeskGateway:
                     "ticket %s: %s of transition %s is already on the ticket; not sent again", ref, update.part, key
                 )
                 continue
-            self._put(ref, update)
+            try:
+                self._put(ref, update)
+            except PermanentError as exc:
+                if "status" not in update.ticket:
+                    raise
+                # Zendesk refuses to solve an unassigned ticket unless "auto-assign upon solve" is on:
+                # the reply and the link still go, and the ticket stays open for an agent.
+                log.warning("ticket %s: Zendesk would not set its status (%s); sending the rest without it", ref, exc)
+                self._put(ref, replace(update, ticket={k: v for k, v in update.ticket.items() if k != "status"}))
             log.info("ticket %s: applied %s of transition %s", ref, update.part, key)
 
     # --- many tickets at once (the SLA sweep) -------------------------------------------------
