@@ -20,7 +20,7 @@ from integration.model import (
     TicketSnapshot,
 )
 from integration.policy import Policy, decide
-from integration.ports import Conflict, EscalationStore, Gateway, TransientError
+from integration.ports import Conflict, EscalationStore, Gateway, PermanentError, TransientError
 from integration.workflow import IllegalTransition
 
 log = logging.getLogger("tierup.service")
@@ -40,6 +40,8 @@ def on_ticket(policy: Policy, request: EscalationRequest, ticket: TicketSnapshot
     """Whether a form or email request comes from the ticket's requester, a CC, or someone the policy authorises."""
     if request.channel not in _CHECKED_CHANNELS:
         return True
+    if ticket.requester is not None and request.requested_by.id == ticket.requester.id:
+        return True  # the same helpdesk user (Jira Cloud often hides e-mail addresses)
     email = (request.requested_by.email or "").strip().lower()
     known = {e.lower() for e in ticket.cc_emails}
     if ticket.requester is not None and ticket.requester.email:
@@ -73,7 +75,13 @@ def handle_event(
     snapshot = gateway.snapshot(ref, event.ticket) if ref else None
     if isinstance(event, EscalationRequest) and snapshot is not None and not on_ticket(policy, event, snapshot):
         # Form and email requests: only people on the ticket (or authorised by the policy) may escalate it.
-        return Ignored(f"{event.channel} request by someone who is not on ticket {ref}", ref)
+        if event.origin_ref is None:
+            return Ignored(f"{event.channel} request by someone who is not on ticket {ref}", ref)
+        # A request ticket of its own gets the answer to an unknown number (SD8), so replies tell
+        # nobody which numbers exist; the named ticket is neither read further nor written.
+        log.info("%s request %s names ticket %s, which its sender is not on", event.channel, event.origin_ref, ref)
+        event, ref, snapshot = replace(event, ticket_ref=None, ticket=None), None, None
+        escalation = store.load(event.platform, event.origin_ref) if event.origin_ref else None
     for _ in range(MAX_CONFLICTS):
         try:
             decision = decide(policy, escalation, replace(event, ticket=snapshot), clock())
@@ -92,6 +100,19 @@ def handle_event(
                 log.info("conflict on %s: re-reading and deciding again", ref)
                 snapshot = gateway.snapshot(ref, event.ticket) if ref else None
                 continue
+        if decision.origin_actions and decision.origin_ref:
+            # The request ticket (an email's own): linked, answered and solved after the named ticket's write.
+            try:
+                gateway.apply(
+                    decision.origin_ref,
+                    decision.origin_actions,
+                    snapshot=None,
+                    key=transition_key(event.delivery_id, decision.escalation) + ":request",
+                    retry=retry,
+                )
+            except PermanentError as exc:
+                # The escalation itself has landed: keep it, and leave the request ticket to an agent.
+                log.error("request ticket %s was not linked or answered: %s", decision.origin_ref, exc)
         store.save(decision)
         return decision
     raise TransientError(f"ticket {ref} kept changing while we wrote to it")

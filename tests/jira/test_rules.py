@@ -52,6 +52,29 @@ def reset(site: Site) -> None:
     site.rsps.calls.reset()
 
 
+FORM_REQUEST = "SUP-12"  # the form's own request issue naming SUP-7 (issue_created__escalation_form.json)
+LINKED_REPLY = (
+    "Thank you for your escalation request. We have added it to ticket SUP\\-7 and will reply to you there; this "
+    "request is now closed so that the whole conversation stays in one place."
+)
+
+
+def answer_request(site: Site) -> None:
+    """Answers to the writes on the form's request issue: the link, the reply, its marker, the workflow."""
+    site.writes(FORM_REQUEST)
+    site.rsps.post(site.api("issueLink"), status=201)
+
+
+def assert_request_answered(site: Site, key: str) -> None:
+    """The request issue is linked to SUP-7 and answered; the workflow offers no Done status, so it stays open."""
+    assert site.sent("POST", "/issueLink") == [
+        {"type": {"name": "Relates"}, "inwardIssue": {"key": FORM_REQUEST}, "outwardIssue": {"key": KEY}}
+    ]
+    assert site.sent("POST", f"/request/{FORM_REQUEST}/comment") == [{"body": LINKED_REPLY, "public": True}]
+    assert site.sent("PUT", "/comment/10101/properties/tierup.key")[-1] == {"transition": key, "part": 0}
+    assert site.sent("POST", f"/issue/{FORM_REQUEST}/transitions") == []
+
+
 LR5_REPLY = (
     "Your escalation has been accepted and this ticket is now marked *Escalated*.\n\n"
     "Next steps: a Team Leader (Technical Support Team Leaders) will review the escalation and verify the reason. "
@@ -115,6 +138,7 @@ def test_lr5_on_data_center(dc_site: Site) -> None:
 
 def test_lr1_not_authorised_internal_note_only(site: Site) -> None:
     ready(site)
+    answer_request(site)
     site.rsps.get(site.api(f"issue/{KEY}"), json=issue_get("gym"))
     # A customer's escalation form naming SUP-7: customers are not authorised under lead-review.
     decision = Run("lead-review").deliver("issue_created__escalation_form.json", "wh-form")
@@ -128,8 +152,11 @@ def test_lr1_not_authorised_internal_note_only(site: Site) -> None:
             "properties": [marker("wh-form:1", 0), INTERNAL],
         }
     ]
+    assert_request_answered(site, "wh-form:1:request")
     counts = site.count()
-    assert (counts.reads, counts.edits, counts.comments, counts.other) == (1, 0, 1, [])  # the read: GET issue
+    # The reads: GET issue, the request's transitions; the comments: the note here, the reply on the request.
+    assert (counts.reads, counts.edits, counts.comments) == (2, 0, 2)
+    assert counts.other == ["POST /rest/api/2/issueLink", "PUT /rest/api/2/comment/10101/properties/tierup.key"]
 
 
 @pytest.mark.parametrize(
@@ -442,13 +469,16 @@ def test_sd5_escalated_to_the_service_desk_managers(site: Site) -> None:
 
 def test_sd5_by_form_names_the_ticket_and_replies_on_it(site: Site) -> None:
     ready(site)
+    answer_request(site)
     site.rsps.get(site.api(f"issue/{KEY}"), json=issue_get("gym"))
     decision = Run("service-desk").deliver("issue_created__escalation_form.json", "wh-form")
     assert (decision.rule, decision.state, decision.target_ref) == ("SD5", State.ESCALATED, KEY)
     assert decision.escalation.requested_by is not None
     assert decision.escalation.requested_by.email == "champ@club.example"
+    assert_request_answered(site, "wh-form:1:request")
     counts = site.count()
-    assert (counts.reads, counts.edits, counts.comments) == (2, 1, 2)  # GET issue (no hint), GET transitions
+    # GET issue (no hint), GET transitions of SUP-7 and of the request; the reply, the note, the request's reply.
+    assert (counts.reads, counts.edits, counts.comments) == (3, 1, 3)
 
 
 def test_sd8_no_ticket_number_asks_for_it_on_the_request(site: Site) -> None:
