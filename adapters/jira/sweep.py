@@ -82,7 +82,7 @@ class JiraSweepSource:
         self._sla_fields: dict[str, str] | None = None  # configured SLA name -> its field id
 
     def api_calls(self) -> int:
-        """Requests this source made so far (the field list and the search pages)."""
+        """Requests this run of `pages` made so far (the field list, when read, and the search pages)."""
         return self._calls
 
     def sla_fields(self) -> dict[str, str]:
@@ -113,6 +113,7 @@ class JiraSweepSource:
 
         `cursor` is ignored (none is ever stored); `since` keeps only breaches from then on.
         """
+        self._calls = 0  # run_sweep reports api_calls() as this run's reads
         by_name = self.sla_fields()
         if not by_name or not self.settings.projects:
             return

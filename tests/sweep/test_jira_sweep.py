@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,12 @@ import responses
 from adapters.jira.parse import JiraPayloadError
 from adapters.jira.settings import JiraSettings
 from adapters.jira.sweep import JiraSweepSource, breached_jql, jql_string
-from integration.model import SYSTEM, Channel, EscalationRequest, Ignored, Priority, Reason
-from tests.jira.conftest import DC_ENV, DC_SITE, ENV, NOW, SITE, adapter_for, delivery, fixture
+from integration.model import SYSTEM, Channel, EscalationRequest, Ignored, Platform, Priority, Reason, State
+from integration.ops_commands import Runtime, build_runtime
+from integration.store import DeliveryStatus
+from integration.sweep import SweepReport, run_sweep, sweep_source_of
+from tests.infra.fakes import Clock
+from tests.jira.conftest import DC_ENV, DC_SITE, ENV, NOW, SITE, adapter_for, delivery, fixture, sign
 
 README = Path(__file__).parent.parent.parent / "adapters" / "jira" / "README.md"
 
@@ -157,6 +161,7 @@ class FakeJira:
         self.rsps, self.cloud = rsps, cloud
         self.base = SITE if cloud else DC_SITE
         self.issues: dict[str, dict[str, Any]] = {}
+        self.index: dict[str, dict[str, Any]] | None = None  # what searches see while frozen (a lagging index)
         self.log: list[str] = []  # "METHOD /path" of every call after serverInfo, in order
         api, sd = re.escape(f"{self.base}/rest/api/2/"), re.escape(f"{self.base}/rest/servicedeskapi/")
         info = "rest_api2_serverinfo_cloud.json" if cloud else "rest_api2_serverinfo_dc.json"
@@ -177,6 +182,13 @@ class FakeJira:
     def add(self, *issues: dict[str, Any]) -> None:
         for issue in issues:
             self.issues[issue["key"]] = issue
+
+    def freeze_index(self) -> None:
+        """Searches answer from the issues as they are now until thaw_index (Jira's search index lags)."""
+        self.index = copy.deepcopy(self.issues)
+
+    def thaw_index(self) -> None:
+        self.index = None
 
     def labels(self, key: str) -> set[str]:
         return set(self.issues[key]["fields"]["labels"])
@@ -232,9 +244,8 @@ class FakeJira:
     def _search(self, request: Any) -> tuple[int, dict[str, str], str]:
         self._record(request)
         body = json.loads(request.body)
-        found = sorted(
-            (i for i in self.issues.values() if self._matches(i, body["jql"])), key=lambda i: _number(i["key"])
-        )
+        issues = self.index if self.index is not None else self.issues
+        found = sorted((i for i in issues.values() if self._matches(i, body["jql"])), key=lambda i: _number(i["key"]))
         size = body["maxResults"]
         start = int(body.get("nextPageToken", "0")) if self.cloud else body["startAt"]
         page = [
@@ -424,7 +435,7 @@ def test_the_sla_fields_are_found_once_per_process(cloud: FakeJira) -> None:
     list(sweep.pages(None, None))
     list(sweep.pages(None, None))
     assert cloud.log.count("GET /rest/api/2/field") == 1
-    assert sweep.api_calls() == 1 + 2 + 2
+    assert sweep.api_calls() == 2  # this run's: the two searches (the fields were known)
 
 
 def test_an_sla_name_the_site_lacks_is_left_out_and_asked_for_again(
@@ -475,3 +486,206 @@ def test_jira_sla_names_setting(raw: str | None, names: tuple[str, ...]) -> None
     env = {**ENV, **({"JIRA_SLA_NAMES": raw} if raw is not None else {})}
     settings = JiraSettings.from_env(env)
     assert settings is not None and settings.sla_names == names
+
+
+# --- through run_sweep, the real receiver and the worker: SQLite store, Huey locks ------------------
+
+TOKEN = "automation-token-5e0c"
+
+
+def runtime_for(tmp_path: Path, policy: str = "lead-review", env: dict[str, str] | None = None,
+                clock: Callable[[], datetime] = lambda: NOW) -> Runtime:  # fmt: skip
+    settings = {**(env or ENV), "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": policy,
+                "JIRA_WEBHOOK_URL_TOKEN": TOKEN}  # fmt: skip
+    built = build_runtime(settings, clock=clock)
+    built.database.upgrade()
+    return built
+
+
+@pytest.fixture
+def runtimes(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
+    made: list[Runtime] = []
+
+    def make(*args: Any, **kwargs: Any) -> Runtime:
+        made.append(runtime_for(tmp_path, *args, **kwargs))
+        return made[-1]
+
+    yield make
+    for runtime in made:
+        runtime.close()
+
+
+def sweep(runtime: Runtime, page_size: int = 2) -> SweepReport:
+    """One run of the Jira sweep, wired as the runtime wires it."""
+    adapter = runtime.adapters[Platform.JIRA]
+    found = sweep_source_of(adapter)
+    assert isinstance(found, JiraSweepSource)
+    found.page_size = page_size
+    return run_sweep(found, policy=runtime.policy, gateway=adapter.gateway, store=runtime.escalations,
+                     cursors=runtime.cursors, locks=runtime.locks, clock=runtime.clock, dry_run=adapter.dry_run,
+                     sleep=lambda _: None)  # fmt: skip
+
+
+def push(runtime: Runtime, issue_key: str = "SUP-7") -> None:
+    """The README's Automation web request for `issue_key`, through the receiver (URL token) and the worker."""
+    client = runtime.create_app().test_client()
+    response = client.post(f"/webhooks/jira?token={TOKEN}", data=automation_body(issue_key),
+                           headers={"Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == 202, response.json
+    assert runtime.tasks.run_pending() >= 1
+
+
+def escalations(runtime: Runtime, key: str) -> list[str]:
+    """The rules of `key`'s transitions into escalated, in order."""
+    return [e.transition.rule for e in runtime.escalations.history(Platform.JIRA, key)
+            if e.transition.to_state is State.ESCALATED and e.transition.from_state is not State.ESCALATED]  # fmt: skip
+
+
+def sh3_edit(group: str) -> dict[str, Any]:
+    return {
+        "update": {"labels": [{"add": "escalated"}, {"add": "sla_breached"}]},
+        "fields": {"customfield_10105": {"name": group}, "priority": {"name": "High"}},
+    }
+
+
+SH3_NOTE = "An SLA was breached: escalated automatically to {group}."
+
+
+@pytest.mark.parametrize("deployment", ["cloud", "datacenter"])
+def test_a_sweep_over_several_pages_escalates_every_breached_issue_once(
+    deployment: str, runtimes: Callable[..., Runtime]
+) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        jira = FakeJira(rsps, cloud=deployment == "cloud")
+        base = jira.base
+        jira.add(issue_json("SUP-1", region="AU", base=base), *(issue_json(f"SUP-{n}", base=base) for n in range(2, 6)))
+        runtime = runtimes(env=ENV if jira.cloud else DC_ENV)
+
+        report = sweep(runtime)
+
+        keys = [f"SUP-{n}" for n in range(1, 6)]
+        for key in keys:
+            group = "Technical Support Team Leaders APAC" if key == "SUP-1" else "Technical Support Team Leaders"
+            assert jira.bodies("PUT", f"/issue/{key}") == [sh3_edit(group)]
+            [note] = jira.bodies("POST", f"/issue/{key}/comment")
+            assert note["body"] == SH3_NOTE.format(group=group)
+            assert escalations(runtime, key) == ["SH3"]
+            assert {"escalated", "sla_breached"} <= jira.labels(key)
+        # Every page was read before the first write: the label each write adds would have moved the offsets.
+        first_edit = next(i for i, call in enumerate(jira.log) if call.startswith("PUT /rest/api/2/issue/"))
+        assert all("/search" not in call for call in jira.log[first_edit:])
+        assert len(jira.searches()) == 4  # three pages of the first SLA's query, one of the second's
+        assert "GET /rest/servicedeskapi/request/SUP-1/sla" not in jira.log  # the search carried the SLAs
+        assert not any(re.fullmatch(r"GET /rest/api/2/issue/[A-Z]+-\d+", call) for call in jira.log)  # no issue read
+        assert (report.pages, report.events_read, report.breaches, report.tickets_escalated, report.complete) == (
+            4, 5, 5, 5, True,
+        )  # fmt: skip
+        # The report's api calls: the source's reads (field list, four searches) and one apply per issue.
+        assert report.api_calls == 5 + 5
+        assert runtime.cursors.get(Platform.JIRA, "jira-sla") is None  # nothing to store: the query moves on
+
+        # The next run finds nothing: the label took every issue out of the query.
+        jira.log.clear()
+        again = sweep(runtime)
+        assert (again.events_read, again.tickets_escalated, again.api_calls) == (0, 0, 2)
+        assert all("/search" in call for call in jira.log)
+
+
+def test_a_busy_issue_stops_the_run_and_the_next_run_takes_it(
+    cloud: FakeJira, runtimes: Callable[..., Runtime]
+) -> None:
+    cloud.add(issue_json("SUP-1"), issue_json("SUP-2"))
+    runtime = runtimes()
+    with runtime.locks.hold(Platform.JIRA, "SUP-1"):  # a push delivery for SUP-1 is being worked on
+        first = sweep(runtime, page_size=1)
+    assert (first.busy, first.complete, first.tickets_escalated) == (1, False, 0)
+    assert cloud.bodies("PUT", "/issue/SUP-1") == [] and cloud.bodies("PUT", "/issue/SUP-2") == []
+
+    second = sweep(runtime, page_size=1)  # nothing was labelled, so the query finds both again
+    assert (second.busy, second.complete, second.tickets_escalated) == (0, True, 2)
+    assert escalations(runtime, "SUP-1") == ["SH3"] and escalations(runtime, "SUP-2") == ["SH3"]
+
+
+def test_push_then_sweep_is_one_escalation_and_one_comment(cloud: FakeJira, runtimes: Callable[..., Runtime]) -> None:
+    cloud.add(issue_json("SUP-7"))
+    runtime = runtimes()
+    cloud.freeze_index()  # the search still shows the issue unlabelled after the push wrote
+
+    push(runtime)
+    report = sweep(runtime)
+
+    assert cloud.bodies("PUT", "/issue/SUP-7") == [sh3_edit("Technical Support Team Leaders")]
+    assert [c["body"] for c in cloud.bodies("POST", "/issue/SUP-7/comment")] == [
+        SH3_NOTE.format(group="Technical Support Team Leaders")
+    ]
+    assert escalations(runtime, "SUP-7") == ["SH3"]
+    assert (report.breaches, report.tickets_escalated, report.already_handled, report.single_writes) == (1, 0, 1, 0)
+    # The push read the issue once (its body names the key only); the sweep read nothing per issue.
+    assert cloud.log.count("GET /rest/api/2/issue/SUP-7") == 1
+
+
+def test_sweep_then_push_is_one_escalation_and_one_comment(cloud: FakeJira, runtimes: Callable[..., Runtime]) -> None:
+    cloud.add(issue_json("SUP-7"))
+    runtime = runtimes()
+
+    report = sweep(runtime)
+    push(runtime)
+
+    assert report.tickets_escalated == 1
+    assert cloud.bodies("PUT", "/issue/SUP-7") == [sh3_edit("Technical Support Team Leaders")]
+    assert len(cloud.bodies("POST", "/issue/SUP-7/comment")) == 1
+    assert escalations(runtime, "SUP-7") == ["SH3"]
+    history = runtime.escalations.history(Platform.JIRA, "SUP-7")
+    assert [(e.transition.why, e.transition.actions) for e in history[1:]] == [("SLA breached; already escalated", ())]
+    [row] = [r for r in runtime.inbox.recent() if r.kind == "tierup:sla_breached"]
+    assert row.status is DeliveryStatus.PROCESSED
+
+
+SD1_WOKEN_REPLY = (
+    "The service level on this ticket has now expired, so your earlier escalation request has been taken up: "
+    "the ticket is marked *Escalated* and you should hear from us by Tue 10 Mar 2026 13:00 GMT."
+)
+
+
+def test_sd1_a_deferred_request_is_woken_by_the_sweep(cloud: FakeJira, runtimes: Callable[..., Runtime]) -> None:
+    clock = Clock(NOW)
+    breach_at = NOW + timedelta(hours=2)
+    cloud.add(issue_json("SUP-7", labels=["escalation_requested", "gym"], first_response=(breach_at, False)))
+    runtime = runtimes("service-desk", clock=clock)
+    # The customer asks while the first response is still due: deferred (SD1).
+    payload = fixture("issue_updated__request_label_added.json")
+    payload["issue"]["fields"]["customfield_10100"] = {"value": "SLA violation"}
+    body = json.dumps(payload).encode()
+    client = runtime.create_app().test_client()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature": sign(body),
+        "X-Atlassian-Webhook-Identifier": "wh-1",
+    }
+    assert client.post("/webhooks/jira", data=body, headers=headers).status_code == 202
+    runtime.tasks.run_pending()
+    deferred = runtime.escalations.load(Platform.JIRA, "SUP-7")
+    assert deferred is not None and deferred.state is State.DEFERRED
+    assert cloud.bodies("PUT", "/issue/SUP-7") == [{"update": {"labels": [{"add": "escalation_deferred"}]}}]
+    assert sweep(runtime).breaches == 0  # not breached yet: nothing to do
+
+    # The SLA breaches at 12:00; the sweep at 12:05 wakes the request.
+    cloud.issues["SUP-7"]["fields"][FIRST_RESPONSE] = sla_value("Time to first response", breach_at, breached=True)
+    clock.now = breach_at + timedelta(minutes=5)
+    report = sweep(runtime)
+
+    assert report.tickets_escalated == 1
+    after = runtime.escalations.load(Platform.JIRA, "SUP-7")
+    assert after is not None and after.state is State.ESCALATED
+    assert after.history[-1].rule == "SD1" and after.first_contact_due == breach_at + timedelta(hours=1)
+    assert cloud.bodies("PUT", "/issue/SUP-7")[1:] == [
+        {
+            "update": {"labels": [{"add": "escalated"}, {"add": "sla_breached"}, {"remove": "escalation_deferred"}]},
+            "fields": {"customfield_10105": {"name": "Service Desk Managers"},
+                       "customfield_10106": "2026-03-10T13:00:05.000+0000"},
+        }
+    ]  # fmt: skip
+    assert [c["body"] for c in cloud.bodies("POST", "/request/SUP-7/comment")][1:] == [SD1_WOKEN_REPLY]
+    [note] = cloud.bodies("POST", "/issue/SUP-7/comment")
+    assert note["body"].startswith("A service level was breached: escalated automatically to Service Desk Managers")
+    assert cloud.labels("SUP-7") == {"escalation_requested", "gym", "escalated", "sla_breached"}
