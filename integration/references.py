@@ -1,10 +1,11 @@
-"""Finding the existing ticket an escalation email or form names (SD8)."""
+"""Reading an escalation email or form: the existing ticket it names (SD8), its reason and preferred contact."""
 
 from __future__ import annotations
 
 import re
 
-from integration.model import Platform
+from integration.model import Platform, Reason
+from integration.policy import REASON_LABELS
 
 # Zendesk numbers: "#12345", "ticket 12345", "ticket #12345", "request no. 12345", "case: 12345".
 _NUMBER = re.compile(
@@ -32,4 +33,85 @@ def find_ticket_reference(platform: Platform, *texts: str | None, exclude: str |
                 number = match.group(1) or match.group(2)
                 if number and number != exclude:
                     return number
+    return None
+
+
+# --- what else an escalation email says (SD3, SD4): the reason and the preferred contact ----------
+
+# "Reason: wrong resolution", "Escalation reason - SLA violation", "Preferred contact: phone 0161 ..."
+_REASON_LINE = re.compile(r"^[ \t>*_]*(?:escalation[ \t]+)?reason[ \t]*[:\-][ \t]*(.+?)[ \t]*$", re.IGNORECASE | re.M)
+_CONTACT_LINE = re.compile(
+    r"^[ \t>*_]*(?:(?:my|our)[ \t]+)?preferred[ \t]+(?:method[ \t]+of[ \t]+)?contact(?:[ \t]+method)?"
+    r"[ \t]*(?:[:\-]|is\b)[ \t]*(.+?)[ \t]*$",
+    re.IGNORECASE | re.M,
+)
+# Words that name a reason when no line says it, most specific first. Business urgency is never
+# guessed: it is not an escalation (LR8), so only an explicit "Reason:" line asks for it.
+_REASON_WORDS: tuple[tuple[Reason, re.Pattern[str]], ...] = (
+    (Reason.AGENT_CONDUCT, re.compile(r"\b(?:rude|unprofessional|impolite|disrespectful|conduct|attitude)\b", re.I)),
+    (
+        Reason.PRIORITY_MISCLASSIFIED,
+        re.compile(
+            r"\b(?:mis-?classified|misclassification|wrong priority|priority (?:is |was )?(?:too )?low)\b", re.I
+        ),
+    ),
+    (
+        Reason.WRONG_RESOLUTION,
+        re.compile(
+            r"\b(?:not (?:fixed|resolved|solved)|still (?:broken|failing|not working|happening)|"
+            r"(?:did|does|do)(?:n't| not) (?:work|help|fix)|wrong (?:resolution|fix|solution|answer)|"
+            r"closed without|reopen(?:ed)?)\b",
+            re.I,
+        ),
+    ),
+    (
+        Reason.SLA_VIOLATION,
+        re.compile(
+            r"\b(?:sla|service level|response time|no (?:reply|response|answer|update)s?|"
+            r"(?:nobody|no one|no-one) (?:has )?(?:answered|replied|responded|got back)|"
+            r"not (?:been )?(?:answered|replied to|responded to)|(?:still |been )waiting)\b",
+            re.I,
+        ),
+    ),
+)
+_MAX_CONTACT = 200
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")
+
+
+def reason_named(text: str) -> Reason | None:
+    """A Reason from its value (`sla_violation`), its label (`SLA violation`) or the label's first words."""
+    wanted = _normal(text)
+    for reason in Reason:
+        label = _normal(REASON_LABELS.get(reason, ""))
+        if wanted in (reason.value, label) or (
+            len(wanted) >= 3 and (label.startswith(wanted) or reason.value.startswith(wanted))
+        ):
+            return reason
+    return None
+
+
+def find_reason(*texts: str | None) -> Reason | None:
+    """The escalation reason an email gives: a `Reason:` line first, else the words it uses (subject first).
+
+    None when nothing says it: the policy then asks the requester why (on the escalated ticket).
+    """
+    for text in texts:
+        for line in _REASON_LINE.finditer(text or ""):
+            if found := reason_named(line.group(1)):
+                return found
+    for reason, words in _REASON_WORDS:
+        if any(text and words.search(text) for text in texts):
+            return reason
+    return None
+
+
+def find_preferred_contact(*texts: str | None) -> str | None:
+    """SD4: the preferred method of contact an email's body gives on a `Preferred contact:` line."""
+    for text in texts:
+        match = _CONTACT_LINE.search(text or "")
+        if match and match.group(1).strip():
+            return match.group(1).strip()[:_MAX_CONTACT]
     return None

@@ -49,7 +49,10 @@ def _installer(env: dict[str, str]) -> tuple[ZendeskInstaller, CoreSettings]:
     if not settings.has_credentials:
         raise ConfigError("ZENDESK_API_TOKEN is not set (environment or .env): install needs ZENDESK_EMAIL + token")
     core = CoreSettings.from_env(env)
-    return ZendeskInstaller(zenpy_client(settings), load_policy(core.policy), ENV_FILE), core
+    installer = ZendeskInstaller(
+        zenpy_client(settings), load_policy(core.policy), ENV_FILE, escalation_address=settings.escalation_address
+    )
+    return installer, core
 
 
 def _finish(report: Report) -> int:

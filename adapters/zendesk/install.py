@@ -20,11 +20,11 @@ from dotenv import dotenv_values, set_key, unset_key
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Automation, Group, Macro, TicketField, Trigger, Webhook
 
-from adapters.zendesk.gateway import call_zendesk
+from adapters.zendesk.gateway import REQUEST_LINK_TAG, call_zendesk
 from adapters.zendesk.parse import COMMAND_TAGS, PRIORITY_PREFIX, REASON_PREFIX, REQUEST_TAG, TriggerKind, trigger_body
 from adapters.zendesk.settings import FIELD_SETTINGS, parse_group_ids
 from integration.config import ConfigError, secrets_list
-from integration.model import Command, Priority, Reason
+from integration.model import Channel, Command, Priority, Reason
 from integration.policy import REASON_LABELS, Policy
 
 MARKER = "[tierup]"
@@ -32,6 +32,7 @@ WEBHOOK_NAME = "Tierup"
 WEBHOOK_PATH = "/webhooks/zendesk"
 SLA_NOTIFIED_TAG = "tierup_sla_notified"
 API_VIA_ID = "5"  # Zendesk's "Web service (API)" channel: how Tierup's own updates arrive
+EMAIL_VIA_ID = "4"  # Zendesk's "Email" channel
 PENDING = "<created by this run>"
 
 _TAG_OF = {command: tag for tag, command in COMMAND_TAGS.items()}
@@ -108,16 +109,58 @@ def desired_webhook(endpoint: str) -> dict[str, Any]:
     }
 
 
-def _notify(known: Known, kind: TriggerKind) -> dict[str, Any]:
-    return {"field": "notification_webhook", "value": [known.webhook_id, trigger_body(kind, known.field_ids)]}
+def _notify(known: Known, kind: TriggerKind, channel: Channel = Channel.MACRO) -> dict[str, Any]:
+    body = trigger_body(kind, known.field_ids, channel)
+    return {"field": "notification_webhook", "value": [known.webhook_id, body]}
 
 
 def _tags(*tags: str) -> str:
     return " ".join(tags)
 
 
-def desired_triggers(policy: Policy, known: Known) -> dict[str, dict[str, Any]]:
-    """Title -> trigger: each command tag a macro adds is reported, then removed so it can be used again."""
+def email_triggers(known: Known, address: str) -> dict[str, dict[str, Any]]:
+    """Title -> trigger: an email to the escalation address (SD3), and its sender's replies until it is linked."""
+    to_address = [
+        {"field": "via_id", "operator": "is", "value": EMAIL_VIA_ID},
+        {"field": "recipient", "operator": "is", "value": address},
+    ]
+    notify = _notify(known, TriggerKind.ESCALATION_REQUESTED, Channel.EMAIL)
+    return {
+        "Tierup: escalation email": {
+            "description": _described(f"An email to {address} asks Tierup to escalate the ticket it names."),
+            "active": True,
+            "conditions": {
+                "all": [{"field": "update_type", "operator": "is", "value": "Create"}, *to_address],
+                "any": [],
+            },
+            "actions": [notify],
+        },
+        "Tierup: escalation email answered": {
+            "description": _described(
+                f"The sender of an email to {address} replies (with the ticket number Tierup asked for)."
+            ),
+            "active": True,
+            "conditions": {
+                "all": [
+                    {"field": "update_type", "operator": "is", "value": "Change"},
+                    *to_address,
+                    {"field": "comment_is_public", "operator": "is", "value": "true"},
+                    {"field": "role", "operator": "is", "value": "end_user"},
+                    # Once linked to the ticket it escalates, the request is done with.
+                    {"field": "current_tags", "operator": "not_includes", "value": REQUEST_LINK_TAG},
+                ],
+                "any": [],
+            },
+            "actions": [notify],
+        },
+    }
+
+
+def desired_triggers(policy: Policy, known: Known, escalation_address: str | None = None) -> dict[str, dict[str, Any]]:
+    """Title -> trigger: each command tag a macro adds is reported, then removed so it can be used again.
+
+    With an escalation address (ZENDESK_ESCALATION_ADDRESS), also the two email triggers.
+    """
     t = policy.tags
     open_tags = _tags(t.escalated, t.confirmed, t.level_2, t.reclassified)
 
@@ -182,6 +225,7 @@ def desired_triggers(policy: Policy, known: Known) -> dict[str, dict[str, Any]]:
             },
             "actions": [_notify(known, TriggerKind.FOLLOW_UP)],
         },
+        **(email_triggers(known, escalation_address) if escalation_address else {}),
     }
 
 
@@ -338,6 +382,7 @@ class ZendeskInstaller:
     client: Zenpy
     policy: Policy
     env_path: Path = Path(".env")
+    escalation_address: str | None = None  # ZENDESK_ESCALATION_ADDRESS: the email triggers watch it
 
     def _api(self, kind: str) -> Any:
         return {
@@ -451,7 +496,7 @@ class ZendeskInstaller:
         field_ids = {logical: fields[spec["title"]] for logical, spec in desired_fields().items()}
         hook_id, secret = self._webhook(endpoint, report, dry_run)
         known = Known(webhook_id=hook_id, field_ids={k: v for k, v in field_ids.items() if v != PENDING})
-        self._sync("trigger", desired_triggers(self.policy, known), report, dry_run)
+        self._sync("trigger", desired_triggers(self.policy, known, self.escalation_address), report, dry_run)
         self._sync("macro", desired_macros(), report, dry_run)
         self._sync("automation", desired_automations(known), report, dry_run)
         current = _env_file(self.env_path)

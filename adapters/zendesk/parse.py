@@ -43,7 +43,7 @@ from integration.model import (
 )
 from integration.policy import Tags
 from integration.ports import Classified, Delivery, PayloadError
-from integration.references import find_ticket_reference
+from integration.references import find_preferred_contact, find_reason, find_ticket_reference
 
 log = logging.getLogger("tierup.zendesk")
 
@@ -281,10 +281,17 @@ def handle_escalation_requested(body: Obj, delivery: Delivery, context: ParseCon
     }
     if channel in (Channel.EMAIL, Channel.FORM):
         # SD3/SD8: the request is a ticket of its own; the ticket to escalate is the one it names.
-        named = find_ticket_reference(
-            Platform.ZENDESK, ticket.opt_text("subject"), ticket.opt_text("description"), body.opt_text("comment"),
-            exclude=ref,
-        )  # fmt: skip
+        subject, description, reply = (
+            ticket.opt_text("subject"),
+            ticket.opt_text("description"),
+            body.opt_text("comment"),
+        )
+        named = find_ticket_reference(Platform.ZENDESK, subject, description, reply, exclude=ref)
+        if channel is Channel.EMAIL:
+            # An email has no fields: the reason, rationale and preferred contact (SD4) are in its text.
+            common["reason"] = common["reason"] or find_reason(subject, description, reply)
+            common["rationale"] = common["rationale"] or description
+            common["preferred_contact"] = common["preferred_contact"] or find_preferred_contact(description, reply)
         return EscalationRequest(ticket_ref=named, origin_ref=ref, **common)
     return EscalationRequest(ticket_ref=ref, ticket=_trigger_hint(body), **common)
 
@@ -594,6 +601,9 @@ def trigger_body(kind: TriggerKind, field_ids: Mapping[str, int], channel: Chann
         }
         if channel in (Channel.EMAIL, Channel.FORM):
             body["ticket"]["description"] = "{{ticket.description}}"
+        if channel is Channel.EMAIL:
+            # The requester's latest reply: the number an SD8 answer asked for (the email reply trigger).
+            body["comment"] = "{{ticket.latest_comment}}"
     if kind in (TriggerKind.CANCEL, TriggerKind.FOLLOW_UP):
         body["comment"] = "{{ticket.latest_comment}}"
     return json.dumps(body, indent=2, ensure_ascii=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ FIELD_SETTINGS: Mapping[str, str] = {
 _ZENDESK_INTENT = ("ZENDESK_URL", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN", "ZENDESK_OAUTH_TOKEN", "ZENDESK_WEBHOOK_SECRET")
 
 DEFAULT_TIMEOUT_SECONDS = 20.0
+_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\".]+")
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -83,6 +85,8 @@ class ZendeskSettings:
     group_ids: Mapping[str, int] = field(default_factory=dict)
     field_ids: Mapping[str, int] = field(default_factory=dict)
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    # The support address escalation emails are sent to (SD3): install's email triggers watch it.
+    escalation_address: str | None = None
 
     @property
     def has_credentials(self) -> bool:
@@ -129,6 +133,11 @@ class ZendeskSettings:
             raise ConfigError(f"ZENDESK_TIMEOUT must be a number of seconds, got {timeout_raw!r}") from None
         if timeout <= 0:
             raise ConfigError(f"ZENDESK_TIMEOUT must be positive, got {timeout_raw!r}")
+        address = _get(env, "ZENDESK_ESCALATION_ADDRESS")
+        if address is not None and not _ADDRESS.fullmatch(address):
+            raise ConfigError(
+                f"ZENDESK_ESCALATION_ADDRESS must be one e-mail address (a Zendesk support address), got {address!r}"
+            )
         return cls(
             url=url,
             email=email,
@@ -140,4 +149,5 @@ class ZendeskSettings:
             group_ids=parse_group_ids(_get(env, "ZENDESK_GROUP_IDS")),
             field_ids=fields,
             timeout_seconds=timeout,
+            escalation_address=address.lower() if address else None,
         )

@@ -405,3 +405,90 @@ def test_tierup_install_zendesk_reports_a_zendesk_failure_in_one_line(
     assert main(["install", "zendesk"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("tierup: install zendesk:") and "401" in err and "\n" not in err
+
+
+# --- the escalation email (SD3): ZENDESK_ESCALATION_ADDRESS -------------------------------------------
+
+ADDRESS = "support-escalation@acme.example"
+EMAIL_TRIGGERS = ("Tierup: escalation email", "Tierup: escalation email answered")
+
+
+def email_installer(env_path: Path, address: str | None = ADDRESS) -> ZendeskInstaller:
+    settings = ZendeskSettings.from_env({"ZENDESK_URL": URL, "ZENDESK_EMAIL": "tierup@acme.example",
+                                          "ZENDESK_API_TOKEN": "token",
+                                          "ZENDESK_ESCALATION_ADDRESS": address or ""})  # fmt: skip
+    assert settings is not None and settings.escalation_address == address
+    return ZendeskInstaller(zenpy_client(settings), load_policy("service-desk"), env_path, settings.escalation_address)
+
+
+def test_the_escalation_address_adds_the_two_email_triggers(account: FakeAccount, tmp_path: Path) -> None:
+    report = email_installer(tmp_path / ".env").install(PUBLIC_URL)
+    created = [s.name for s in report.steps if s.action == "create" and s.kind == "trigger"]
+    assert len(created) == 9 and created[-2:] == list(EMAIL_TRIGGERS)
+    sent = {b["trigger"]["title"]: b["trigger"] for b in account.sent("POST", "/triggers")}
+    to_address = [
+        {"field": "via_id", "operator": "is", "value": "4"},
+        {"field": "recipient", "operator": "is", "value": ADDRESS},
+    ]
+    email = sent["Tierup: escalation email"]
+    assert email["conditions"] == {
+        "all": [{"field": "update_type", "operator": "is", "value": "Create"}, *to_address],
+        "any": [],
+    }
+    answered = sent["Tierup: escalation email answered"]
+    assert answered["conditions"] == {
+        "all": [
+            {"field": "update_type", "operator": "is", "value": "Change"},
+            *to_address,
+            {"field": "comment_is_public", "operator": "is", "value": "true"},
+            {"field": "role", "operator": "is", "value": "end_user"},
+            {"field": "current_tags", "operator": "not_includes", "value": "tierup_escalation_request"},
+        ],
+        "any": [],
+    }
+    hook = account.named("webhooks", "Tierup")
+    for trigger in (email, answered):
+        assert MARKER in trigger["description"] and ADDRESS in trigger["description"]
+        ((field_name, (hook_id, raw_body)),) = [(a["field"], a["value"]) for a in trigger["actions"]]
+        assert (field_name, hook_id) == ("notification_webhook", hook["id"])
+        body = json.loads(raw_body)
+        assert (body["kind"], body["channel"]) == ("escalation_requested", "email")
+        assert body["ticket"]["description"] == "{{ticket.description}}"
+        assert body["comment"] == "{{ticket.latest_comment}}"
+
+
+def test_the_email_triggers_are_kept_by_a_second_run_and_removed_by_uninstall(
+    account: FakeAccount, tmp_path: Path
+) -> None:
+    env_path = tmp_path / ".env"
+    email_installer(env_path).install(PUBLIC_URL)
+    account.mock.calls.reset()
+    assert email_installer(env_path).install(PUBLIC_URL).changes == [] and account.writes == 0
+    # A changed address is put right in place, in both triggers, and nothing is duplicated.
+    report = email_installer(env_path, "escalations@acme.example").install(PUBLIC_URL)
+    assert [(s.action, s.name) for s in report.changes] == [("update", t) for t in EMAIL_TRIGGERS]
+    assert {"field": "recipient", "operator": "is", "value": "escalations@acme.example"} in account.named(
+        "triggers", "Tierup: escalation email"
+    )["conditions"]["all"]
+    assert len(account.objects["triggers"]) == 10  # the admin's one and Tierup's nine
+    account.mock.calls.reset()
+    removed = email_installer(env_path).uninstall()
+    assert {s.name for s in removed.changes if s.kind == "trigger"} >= set(EMAIL_TRIGGERS)
+    assert [t["title"] for t in account.objects["triggers"].values()] == ["Notify requester of new ticket"]
+
+
+def test_an_address_that_is_not_one_email_is_refused() -> None:
+    with pytest.raises(ConfigError, match="ZENDESK_ESCALATION_ADDRESS must be one e-mail address"):
+        ZendeskSettings.from_env({"ZENDESK_URL": URL, "ZENDESK_EMAIL": "tierup@acme.example", "ZENDESK_API_TOKEN": "t",
+                                  "ZENDESK_ESCALATION_ADDRESS": "a@x.example, b@x.example"})  # fmt: skip
+
+
+def test_tierup_install_zendesk_reads_the_escalation_address(
+    account: FakeAccount, zendesk_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIERUP_PUBLIC_URL", PUBLIC_URL)
+    monkeypatch.setenv("ZENDESK_ESCALATION_ADDRESS", ADDRESS)
+    assert main(["install", "zendesk", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "create  trigger 'Tierup: escalation email'" in out
+    assert "create  trigger 'Tierup: escalation email answered'" in out
