@@ -349,8 +349,10 @@ def _check_request_type(gateway: JiraGateway, plan: InstallPlan) -> None:
         types = gateway.call("list request types", "GET",
                              gateway.servicedesk_url(f"servicedesk/{desk.text('id')}/requesttype"),
                              params={"limit": 100})  # fmt: skip
-        names = {(t.opt_text("name") or "").lower() for t in Json.root(types or {}, "request types").objects("values")}
-        if wanted.lower() in names:
+        found = Json.root(types or {}, "request types").objects("values")
+        # The setting may name the request type or give its id (JSM's `requestType.id`).
+        names = {(t.opt_text(k) or "").lower() for t in found for k in ("name", "id")}
+        if wanted.strip().lower() in names:
             plan.checked.append(f'project {desk.opt_text("projectKey")}: request type "{wanted}" found')
             return
     where = ", ".join(d.opt_text("projectKey") or "?" for d in ours) or "none of JIRA_PROJECTS is a JSM project"

@@ -59,7 +59,7 @@ from integration.model import (
 )
 from integration.policy import REASON_LABELS
 from integration.ports import Classified, Delivery, PayloadError
-from integration.references import find_ticket_reference
+from integration.references import find_preferred_contact, find_reason, find_ticket_reference
 
 
 class JiraPayloadError(PayloadError):
@@ -433,13 +433,23 @@ def handle_issue_updated(payload: Json, ctx: _Context) -> Event | Ignored:
     return Ignored("no change Tierup acts on", key)
 
 
-def _request_type_name(fields: Json) -> str | None:
-    # JSM keeps the request type in a custom field whose id differs per site: find it by its shape.
+def _request_type(fields: Json) -> tuple[str | None, str | None]:
+    """The JSM request type's (name, id); JSM keeps it in a custom field whose id differs per site: found by shape."""
     for name in fields.names():
         value = fields.raw(name) if name.startswith("customfield_") else None
         if isinstance(value, Mapping) and isinstance(value.get("requestType"), Mapping):
-            return _value_text(value["requestType"])
-    return None
+            kind = value["requestType"]
+            return _value_text(kind), _value_text(kind.get("id"))
+    return None, None
+
+
+def is_escalation_request_type(fields: Json, wanted: str | None) -> tuple[bool, str | None]:
+    """Whether the issue is of JIRA_ESCALATION_REQUEST_TYPE (its name, or its id), and the type's name."""
+    name, ident = _request_type(fields)
+    if not wanted or (name is None and ident is None):
+        return False, name
+    want = wanted.strip().lower()
+    return want in {n.strip().lower() for n in (name, ident) if n}, name
 
 
 def handle_issue_created(payload: Json, ctx: _Context) -> Event | Ignored:
@@ -453,25 +463,28 @@ def handle_issue_created(payload: Json, ctx: _Context) -> Event | Ignored:
         return Ignored("our own issue", key)
     if skipped := ctx.out_of_scope(issue):
         return skipped
-    wanted = ctx.settings.escalation_request_type
-    request_type = _request_type_name(fields)
-    if not wanted or request_type is None or request_type.strip().lower() != wanted.strip().lower():
+    matches, request_type = is_escalation_request_type(fields, ctx.settings.escalation_request_type)
+    if not matches:
         return Ignored(f"not an escalation request (request type {request_type or 'none'})", key)
     f = ctx.settings.fields
-    summary, description = fields.opt_text("summary"), fields.opt_text("description")
+    summary, description = fields.opt_text("summary"), field_text(fields, "description")
     reason_text = field_text(fields, f.reason)
     rationale = field_text(fields, f.rationale) or description
     named = find_ticket_reference(Platform.JIRA, summary, description, rationale, exclude=key)
+    # A form fills the reason field; an email has only a subject and a body, which say the reason
+    # and the preferred contact (SD4) in words.
+    channel = Channel.FORM if reason_text else Channel.EMAIL
+    email = channel is Channel.EMAIL
     return EscalationRequest(
         platform=Platform.JIRA,
         ticket_ref=named,
         requested_by=person(reporter, Role.END_USER),
-        # A form fills the reason field; an email has only a subject and a body.
-        channel=Channel.FORM if reason_text else Channel.EMAIL,
-        reason=reason_from_text(reason_text),
+        channel=channel,
+        reason=reason_from_text(reason_text) or (find_reason(summary, description) if email else None),
         received_at=payload.millis("timestamp") or ctx.received_at,
         rationale=rationale,
-        preferred_contact=field_text(fields, f.preferred_contact),
+        preferred_contact=field_text(fields, f.preferred_contact)
+        or (find_preferred_contact(description) if email else None),
         requested_priority=ctx.settings.priority_for(field_text(fields, f.requested_priority)),
         origin_ref=key,
         delivery_id=ctx.delivery_id,
