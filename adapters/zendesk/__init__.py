@@ -15,6 +15,7 @@ from typing import Any
 from adapters.zendesk.gateway import ZendeskGateway
 from adapters.zendesk.parse import ParseContext, classify, parse
 from adapters.zendesk.settings import ZendeskSettings
+from adapters.zendesk.sweep import ZendeskSweepSource
 from adapters.zendesk.verify import INVOCATION_HEADER, header, verify_signature
 from integration.config import CoreSettings
 from integration.model import Event, Ignored, Platform
@@ -35,6 +36,16 @@ class ZendeskAdapter:
     tags: Tags = field(default_factory=Tags)
     signature_tolerance: int = 300
     platform: Platform = field(default=Platform.ZENDESK, init=False)
+    _sweep: ZendeskSweepSource | None = field(default=None, init=False, repr=False)
+
+    def sweep_source(self) -> ZendeskSweepSource | None:
+        """The SLA sweep (metric events export); None in a dry run, which has no API access to read it with."""
+        if self.dry_run or not isinstance(self.gateway, ZendeskGateway):
+            return None
+        if self._sweep is None:
+            # One per adapter: its limiter then spaces every sweep this process runs (10 exports a minute).
+            self._sweep = ZendeskSweepSource(self.gateway)
+        return self._sweep
 
     def verify(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str], now: datetime) -> None:
         """Raise ZendeskSignatureError unless one of ZENDESK_WEBHOOK_SECRET signed the raw body, recently."""

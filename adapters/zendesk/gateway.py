@@ -547,7 +547,8 @@ class ZendeskGateway:
         job_id = getattr(job, "id", None)
         if not job_id:
             raise PermanentError(f"update_many answered without a job status ({type(job).__name__})")
-        status, results, polls, waited, delay = str(getattr(job, "status", "") or "queued"), None, 0, 0.0, 0.25
+        status, results = str(getattr(job, "status", "") or "queued"), getattr(job, "results", None)
+        polls, waited, delay = 0, 0.0, 0.25
         while status not in ("completed", "failed", "killed"):
             if waited >= self.job_wait_seconds:
                 raise TransientError(f"job {job_id} still {status} after {waited:.0f}s")
@@ -569,7 +570,9 @@ class ZendeskGateway:
                 raise TransientError(f"job {job_id}: Zendesk answered without a job status")
             status, results = str(found.get("status") or "queued"), found.get("results")
         by_id: dict[str, dict[str, Any]] = {}
-        for result in results if isinstance(results, list) else ():
+        for item in results if isinstance(results, list) else ():
+            # zenpy may hand the first answer's results over as objects; the polls give plain JSON.
+            result = item.to_dict() if hasattr(item, "to_dict") else item
             if isinstance(result, dict) and result.get("id") is not None:
                 by_id[str(result["id"])] = result
         if status != "completed":
