@@ -47,6 +47,7 @@ def sweep_once(
     *,
     since: datetime | None = None,
     progress: Callable[[SweepReport], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> SweepReport:
     """One sweep of `source` with the runtime's policy, store, cursors and ticket locks."""
     with log_context(delivery_id=f"sweep:{source.platform.value}:{source.name}"):
@@ -61,6 +62,7 @@ def sweep_once(
             since=since,
             progress=progress,
             dry_run=adapter.dry_run,
+            sleep=sleep,
         )
 
 
