@@ -528,3 +528,75 @@ def test_a_dry_run_has_no_sweep(tmp_path: Path) -> None:
         assert not [t for t in runtime.tasks.huey._registry.periodic_tasks if t.name.startswith(SWEEP_TASK_PREFIX)]
     finally:
         runtime.close()
+
+
+# --- tierup sweep ---------------------------------------------------------------------------------
+
+
+def write_env(workdir: Path, values: dict[str, str]) -> None:
+    (workdir / ".env").write_text("".join(f"{k}='{v}'\n" for k, v in values.items()), encoding="utf-8")
+
+
+def test_tierup_sweep_prints_a_summary(
+    workdir: Path, zendesk: ZendeskSweepApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from integration.cli import main
+
+    write_env(workdir, {**env(), "DATABASE_URL": f"sqlite:///{workdir / 'tierup.db'}"})
+    zendesk.working_polls = 0
+    zendesk.open_tickets(["4016", "4017"])
+    zendesk.events = [
+        metric_event(77, 4016, "breach", NOW - timedelta(minutes=10)),
+        metric_event(78, 4017, "breach", NOW - timedelta(minutes=9)),
+        metric_event(79, 4017, "fulfill", NOW - timedelta(minutes=8)),
+    ]
+    assert main(["sweep", "--platform", "zendesk", "--since", "2026-03-10T09:00:00Z"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "zendesk sweep (ticket_metric_events): complete"
+    rows = dict(line.strip().split("  ", 1) for line in out[1:])
+    assert {k: v.strip() for k, v in rows.items() if k != "time"} == {
+        "events read": "3", "breaches": "1", "tickets escalated": "1", "tickets updated": "1",
+        "already handled": "0", "skipped": "0", "API calls": "4", "bulk writes": "1",
+    }  # fmt: skip
+    assert rows["time"].strip().endswith("s")
+    assert zendesk.export_starts() == [epoch(datetime.fromisoformat("2026-03-10T09:00:00+00:00"))]
+    assert [[t["id"] for t in b] for b in zendesk.bulk_bodies()] == [[4016]]
+
+
+def test_tierup_sweep_without_credentials_has_nothing_to_sweep(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from integration.cli import main
+
+    dry = env(ZENDESK_API_TOKEN="", ZENDESK_EMAIL="")
+    write_env(workdir, {**dry, "DATABASE_URL": f"sqlite:///{workdir / 'tierup.db'}"})
+    assert main(["sweep"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "nothing to sweep: no platform is configured with API credentials (dry run or off)"
+    )
+
+
+def test_tierup_sweep_refuses_a_bad_since(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from integration.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["sweep", "--since", "last tuesday"])
+    assert exited.value.code == 2
+    assert "not an ISO 8601 time: 'last tuesday'" in capsys.readouterr().err
+
+
+def test_the_progress_line_draws_a_bar_in_place() -> None:
+    import io
+
+    from integration.sweep_command import ProgressLine
+
+    stream = io.StringIO()
+    line = ProgressLine(stream, "zendesk sweep", min_interval=0.0)
+    report = SweepReport(Platform.ZENDESK, CURSOR_NAME, events_read=2500, breaches=40, tickets_escalated=12)
+    report.api_calls, report.progress = 7, 0.5
+    line(report)
+    line.close()
+    assert stream.getvalue() == (
+        "\r\x1b[2Kzendesk sweep: [############............]  50%  2,500 events, 40 breaches, 12 escalated, "
+        "7 API calls\r\x1b[2K"
+    )
