@@ -689,3 +689,18 @@ def test_sd1_a_deferred_request_is_woken_by_the_sweep(cloud: FakeJira, runtimes:
     [note] = cloud.bodies("POST", "/issue/SUP-7/comment")
     assert note["body"].startswith("A service level was breached: escalated automatically to Service Desk Managers")
     assert cloud.labels("SUP-7") == {"escalation_requested", "gym", "escalated", "sla_breached"}
+
+
+def test_the_worker_runs_the_jira_sweep_as_its_registered_periodic_task(
+    cloud: FakeJira, runtimes: Callable[..., Runtime]
+) -> None:
+    cloud.add(issue_json("SUP-3"))
+    runtime = runtimes()
+    huey = runtime.tasks.huey
+    # What the consumer's scheduler does at 12:00: enqueue the periodic tasks that are due, then run them.
+    [task] = [t for t in huey.read_periodic(datetime(2026, 3, 10, 12, 0)) if t.name == "tierup.sla_sweep.jira"]
+    huey.enqueue(task)
+    assert runtime.tasks.run_pending() == 1
+
+    assert escalations(runtime, "SUP-3") == ["SH3"]
+    assert cloud.bodies("PUT", "/issue/SUP-3") == [sh3_edit("Technical Support Team Leaders")]
