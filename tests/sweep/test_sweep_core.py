@@ -1,0 +1,403 @@
+"""run_sweep with small fakes that record calls: a source of pages, a gateway (with and without bulk writes),
+ticket locks; the store and the cursors are the real SQLite ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from integration.forms import FormAwareAdapter
+from integration.model import (
+    Action,
+    AddTags,
+    Channel,
+    Decision,
+    EscalationRequest,
+    Platform,
+    Priority,
+    Reason,
+    State,
+    TicketSnapshot,
+    TicketStatus,
+)
+from integration.policy import decide, load_policy
+from integration.ports import GatewayError, PermanentError, TransientError
+from integration.service import DryRunGateway
+from integration.sweep import (
+    SWEEP_ACTOR,
+    Breach,
+    BulkResult,
+    SweepPage,
+    SweepReport,
+    run_sweep,
+    sweep_source_of,
+)
+from tests.sweep.conftest import Sleeps, SweepStorage
+from tests.zendesk.helpers import NOW
+
+POLICY = load_policy("lead-review")
+LEADS = "Technical Support Team Leaders"
+
+
+def ticket(ref: str, **changes: Any) -> TicketSnapshot:
+    base: dict[str, Any] = {"status": TicketStatus.OPEN, "priority": Priority.NORMAL, "group": "Support"}
+    return TicketSnapshot(ref=ref, platform=Platform.ZENDESK, **{**base, **changes})
+
+
+def breach(ref: str, minutes_ago: int = 30, event: str | None = None, *, read: bool = True) -> Breach:
+    return Breach(
+        ticket_ref=ref,
+        metric="reply_time",
+        breached_at=NOW - timedelta(minutes=minutes_ago),
+        event_id=event or f"test-sla:{ref}:{minutes_ago}",
+        snapshot=ticket(ref) if read else None,
+    )
+
+
+@dataclass
+class FakeSource:
+    """Yields the pages it was given; records how it was asked; can fail after some pages."""
+
+    given: list[SweepPage]
+    fail_after: int | None = None
+    platform: Platform = Platform.ZENDESK
+    name: str = "test_events"
+    asked: list[tuple[str | None, Any]] = field(default_factory=list)
+    yielded: int = 0
+
+    def pages(self, cursor: str | None, since: Any) -> Iterator[SweepPage]:
+        self.asked.append((cursor, since))
+        for i, page in enumerate(self.given):
+            if self.fail_after is not None and i >= self.fail_after:
+                raise TransientError("export: Zendesk answered 503", retry_after=30)
+            self.yielded += 1
+            yield page
+
+    def api_calls(self) -> int:
+        return self.yielded
+
+
+@dataclass
+class RecordingGateway:
+    """A Gateway that records snapshot reads and applies; `fail` maps a ref to the error its apply raises."""
+
+    tickets: dict[str, TicketSnapshot] = field(default_factory=dict)
+    fail: dict[str, GatewayError] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    platform: Platform = Platform.ZENDESK
+    reads: list[str] = field(default_factory=list)
+    applied: list[tuple[str, tuple[Action, ...], str, bool]] = field(default_factory=list)
+
+    def snapshot(self, ref: str, hint: TicketSnapshot | None = None) -> TicketSnapshot | None:
+        self.reads.append(ref)
+        return None if ref in self.gone else self.tickets.get(ref, ticket(ref))
+
+    def apply(
+        self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
+    ) -> None:
+        if ref in self.fail:
+            raise self.fail[ref]
+        self.applied.append((ref, tuple(actions), key, retry))
+
+
+@dataclass
+class RecordingBulkGateway(RecordingGateway):
+    """Also a BulkGateway: records each batch; `bulk_fail` maps a ref to its outcome in the batch."""
+
+    max_batch: int = 2
+    batches: list[list[str]] = field(default_factory=list)
+    bulk_fail: dict[str, GatewayError] = field(default_factory=dict)
+    raise_bulk: GatewayError | None = None
+
+    def apply_many(self, items: Sequence[tuple[TicketSnapshot, Sequence[Action], str]]) -> BulkResult:
+        assert len(items) <= self.max_batch
+        self.batches.append([s.ref for s, _, _ in items])
+        if self.raise_bulk is not None:
+            raise self.raise_bulk
+        return BulkResult({s.ref: self.bulk_fail.get(s.ref) for s, _, _ in items}, api_calls=2)
+
+
+@dataclass
+class BusyLocks:
+    """Ticket locks where the refs in `busy` are taken for that many attempts."""
+
+    busy: dict[str, int] = field(default_factory=dict)
+    attempts: list[str] = field(default_factory=list)
+
+    @contextmanager
+    def hold(self, platform: Platform, ticket_ref: str) -> Iterator[Any]:
+        self.attempts.append(ticket_ref)
+        if self.busy.get(ticket_ref, 0) > 0:
+            self.busy[ticket_ref] -= 1
+            yield None
+            return
+        yield self
+
+    def refresh(self) -> None:
+        pass
+
+
+def run(storage: SweepStorage, source: FakeSource, gateway: Any, sleeps: Sleeps, **kwargs: Any) -> SweepReport:
+    options: dict[str, Any] = {"locks": storage.locks, "sleep": sleeps, **kwargs}
+    return run_sweep(
+        source, policy=POLICY, gateway=gateway, store=storage.escalations, cursors=storage.cursors,
+        clock=lambda: NOW, **options,
+    )  # fmt: skip
+
+
+def state(storage: SweepStorage, ref: str) -> State | None:
+    esc = storage.escalations.load(Platform.ZENDESK, ref)
+    return esc.state if esc else None
+
+
+# --- one write per ticket (a gateway without bulk writes) -----------------------------------------------
+
+
+def test_each_breach_is_decided_applied_and_recorded_and_each_page_stores_its_cursor(
+    storage: SweepStorage, sleeps: Sleeps
+) -> None:
+    source = FakeSource(
+        [SweepPage([breach("1"), breach("2", read=False)], 40, "c1"), SweepPage([breach("3")], 7, "c2")]
+    )
+    gateway = RecordingGateway()
+    report = run(storage, source, gateway, sleeps)
+
+    assert gateway.reads == ["2"]  # 1 and 3 came with their snapshot
+    assert [(ref, key, retry) for ref, _, key, retry in gateway.applied] == [
+        ("1", "test-sla:1:30:1", False), ("2", "test-sla:2:30:1", False), ("3", "test-sla:3:30:1", False),
+    ]  # fmt: skip
+    assert gateway.applied[0][1][0] == AddTags(("escalated", "sla_breached"))
+    for ref in ("1", "2", "3"):
+        (entry,) = storage.escalations.history(Platform.ZENDESK, ref)
+        t = entry.transition
+        assert (t.to_state, t.actor, t.rule, t.delivery_id) == (
+            State.ESCALATED,
+            SWEEP_ACTOR.id,
+            "SH3",
+            f"test-sla:{ref}:30",
+        )
+        assert t.at == NOW
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c2"
+    assert (report.pages, report.events_read, report.breaches, report.tickets) == (2, 47, 3, 3)
+    assert (report.tickets_escalated, report.single_writes, report.bulk_writes, report.complete) == (3, 3, 0, True)
+    assert report.api_calls == 2 + 1 + 3  # pages read, one snapshot, three writes
+
+
+def test_a_stored_cursor_is_where_the_source_starts_unless_since_is_given(
+    storage: SweepStorage, sleeps: Sleeps
+) -> None:
+    storage.cursors.set(Platform.ZENDESK, "test_events", "c7", NOW)
+    source = FakeSource([])
+    run(storage, source, RecordingGateway(), sleeps)
+    since = NOW - timedelta(days=2)
+    run(storage, source, RecordingGateway(), sleeps, since=since)
+    assert source.asked == [("c7", None), (None, since)]
+
+
+def test_several_breaches_of_one_ticket_are_one_escalation_dated_by_the_first(
+    storage: SweepStorage, sleeps: Sleeps
+) -> None:
+    page = SweepPage([breach("1", 10, "late"), breach("1", 50, "early"), breach("1", 20, "middle")], 3, "c1")
+    gateway = RecordingGateway()
+    report = run(storage, FakeSource([page]), gateway, sleeps)
+    assert [ref for ref, *_ in gateway.applied] == ["1"]
+    esc = storage.escalations.load(Platform.ZENDESK, "1")
+    assert esc is not None and esc.requested_at == NOW - timedelta(minutes=50)
+    assert esc.history[-1].delivery_id == "early"
+    assert (report.breaches, report.tickets, report.tickets_escalated) == (3, 1, 1)
+
+
+def test_a_breach_already_in_the_history_is_not_handled_again(storage: SweepStorage, sleeps: Sleeps) -> None:
+    page = SweepPage([breach("1")], 1, "c1")
+    run(storage, FakeSource([page]), RecordingGateway(), sleeps)
+    gateway = RecordingGateway()
+    report = run(storage, FakeSource([page]), gateway, sleeps)
+    assert gateway.applied == [] and gateway.reads == []
+    assert (report.already_handled, report.tickets_escalated) == (1, 0)
+    assert len(storage.escalations.history(Platform.ZENDESK, "1")) == 1
+
+
+def test_a_breach_older_than_the_escalations_last_event_changes_nothing(storage: SweepStorage, sleeps: Sleeps) -> None:
+    # A lead cancelled the escalation after the breach happened: that old breach must not undo it.
+    request = EscalationRequest(
+        platform=Platform.ZENDESK, ticket_ref="1", requested_by=SWEEP_ACTOR, channel=Channel.MACRO,
+        reason=Reason.WRONG_RESOLUTION, received_at=NOW - timedelta(minutes=5), rationale="Members cannot check in",
+        ticket=ticket("1"),
+    )  # fmt: skip
+    decision: Decision = decide(load_policy("service-desk"), None, request, NOW - timedelta(minutes=5))
+    storage.escalations.record(decision)
+    gateway = RecordingGateway()
+    report = run(storage, FakeSource([SweepPage([breach("1", 30)], 1, "c1")]), gateway, sleeps)
+    assert gateway.applied == [] and report.already_handled == 1
+    assert len(storage.escalations.history(Platform.ZENDESK, "1")) == 1
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
+
+
+def test_gone_and_closed_tickets_are_skipped(storage: SweepStorage, sleeps: Sleeps) -> None:
+    gateway = RecordingGateway(tickets={"2": ticket("2", status=TicketStatus.CLOSED)}, gone={"1"})
+    page = SweepPage([breach("1", read=False), breach("2", read=False)], 2, "c1")
+    report = run(storage, FakeSource([page]), gateway, sleeps)
+    assert gateway.applied == [] and report.skipped == 2 and report.complete
+    assert state(storage, "1") is None and state(storage, "2") is None
+
+
+# --- failures and the cursor ------------------------------------------------------------------------------
+
+
+def test_a_transient_failure_keeps_the_cursor_before_its_page_and_stops(storage: SweepStorage, sleeps: Sleeps) -> None:
+    pages = [
+        SweepPage([breach("1")], 10, "c1"),
+        SweepPage([breach("2"), breach("3")], 10, "c2"),
+        SweepPage([breach("4")], 10, "c3"),
+    ]
+    source = FakeSource(pages)
+    gateway = RecordingGateway(fail={"2": TransientError("Zendesk answered 503", retry_after=20)})
+    report = run(storage, source, gateway, sleeps)
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
+    assert source.yielded == 2  # page three is not read
+    assert [ref for ref, *_ in gateway.applied] == ["1", "3"]  # the page's other tickets are still done
+    assert not report.complete and report.errors == ["ticket 2: Zendesk answered 503 (tried again next run)"]
+
+    # The next run starts from c1: ticket 3 is recognised, ticket 2 and page three are done.
+    source2 = FakeSource(pages[1:])
+    gateway2 = RecordingGateway()
+    again = run(storage, source2, gateway2, sleeps)
+    assert [ref for ref, *_ in gateway2.applied] == ["2", "4"]
+    assert (again.already_handled, again.complete) == (1, True)
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c3"
+
+
+def test_a_permanent_failure_is_reported_and_does_not_hold_the_cursor(storage: SweepStorage, sleeps: Sleeps) -> None:
+    gateway = RecordingGateway(fail={"1": PermanentError("ticket 1: Zendesk answered 422 RecordInvalid")})
+    report = run(storage, FakeSource([SweepPage([breach("1"), breach("2")], 2, "c1")]), gateway, sleeps)
+    assert (report.failed, report.tickets_escalated, report.complete) == (1, 1, True)
+    assert report.errors == ["ticket 1: ticket 1: Zendesk answered 422 RecordInvalid"]
+    assert state(storage, "1") is None and state(storage, "2") is State.ESCALATED
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
+
+
+def test_a_source_that_stops_reading_ends_the_run_after_the_pages_it_gave(
+    storage: SweepStorage, sleeps: Sleeps
+) -> None:
+    source = FakeSource([SweepPage([breach("1")], 5, "c1"), SweepPage([breach("2")], 5, "c2")], fail_after=1)
+    report = run(storage, source, RecordingGateway(), sleeps)
+    assert not report.complete and report.errors == ["reading test_events: export: Zendesk answered 503"]
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
+    assert state(storage, "1") is State.ESCALATED and state(storage, "2") is None
+
+
+# --- ticket locks ------------------------------------------------------------------------------------------
+
+
+def test_a_busy_ticket_is_tried_again_after_a_pause(storage: SweepStorage, sleeps: Sleeps) -> None:
+    locks = BusyLocks(busy={"2": 2})
+    gateway = RecordingGateway()
+    report = run(storage, FakeSource([SweepPage([breach("1"), breach("2")], 2, "c1")]), gateway, sleeps, locks=locks)
+    assert locks.attempts == ["1", "2", "2", "2"]
+    assert sleeps.waits == [2.0, 2.0]
+    assert [ref for ref, *_ in gateway.applied] == ["1", "2"]
+    assert report.complete and report.busy == 0
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
+
+
+def test_a_ticket_that_stays_busy_holds_the_cursor_back(storage: SweepStorage, sleeps: Sleeps) -> None:
+    locks = BusyLocks(busy={"2": 99})
+    report = run(
+        storage, FakeSource([SweepPage([breach("1"), breach("2")], 2, "c1")]), RecordingGateway(), sleeps,
+        locks=locks, lock_attempts=2, lock_wait_seconds=0.5,
+    )  # fmt: skip
+    assert sleeps.waits == [0.5, 0.5] and report.busy == 1 and not report.complete
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") is None
+    assert state(storage, "1") is State.ESCALATED and state(storage, "2") is None
+
+
+# --- bulk writes -------------------------------------------------------------------------------------------
+
+
+def test_a_bulk_gateway_gets_one_write_per_max_batch_tickets(storage: SweepStorage, sleeps: Sleeps) -> None:
+    gateway = RecordingBulkGateway()
+    page = SweepPage([breach(str(n)) for n in range(1, 6)], 5, "c1")
+    report = run(storage, FakeSource([page]), gateway, sleeps)
+    assert gateway.batches == [["1", "2"], ["3", "4"], ["5"]]
+    assert gateway.applied == []  # nothing went out ticket by ticket
+    assert all(state(storage, str(n)) is State.ESCALATED for n in range(1, 6))
+    assert (report.bulk_writes, report.single_writes, report.tickets_escalated) == (3, 0, 5)
+    assert report.api_calls == 1 + 3 * 2
+
+
+def test_a_ticket_failing_in_the_bulk_write_is_written_alone_with_retry(storage: SweepStorage, sleeps: Sleeps) -> None:
+    gateway = RecordingBulkGateway(bulk_fail={"2": PermanentError("ticket 2: bulk update failed")})
+    report = run(storage, FakeSource([SweepPage([breach("1"), breach("2")], 2, "c1")]), gateway, sleeps)
+    assert gateway.batches == [["1", "2"]]
+    assert [(ref, key, retry) for ref, _, key, retry in gateway.applied] == [("2", "test-sla:2:30:1", True)]
+    assert len(storage.escalations.history(Platform.ZENDESK, "2")) == 1
+    assert (report.tickets_escalated, report.single_writes) == (2, 1)
+
+
+def test_a_refused_bulk_write_falls_back_to_one_write_per_ticket(storage: SweepStorage, sleeps: Sleeps) -> None:
+    gateway = RecordingBulkGateway(raise_bulk=PermanentError("update_many: Zendesk answered 400 InvalidValue"))
+    report = run(storage, FakeSource([SweepPage([breach("1"), breach("2")], 2, "c1")]), gateway, sleeps)
+    assert [ref for ref, *_ in gateway.applied] == ["1", "2"]
+    assert report.tickets_escalated == 2 and report.complete
+
+
+def test_a_transient_bulk_failure_writes_nothing_more_and_keeps_the_cursor(
+    storage: SweepStorage, sleeps: Sleeps
+) -> None:
+    gateway = RecordingBulkGateway(raise_bulk=TransientError("update_many: Zendesk answered 429", retry_after=10))
+    report = run(storage, FakeSource([SweepPage([breach("1"), breach("2")], 2, "c1")]), gateway, sleeps)
+    assert gateway.applied == [] and not report.complete
+    assert state(storage, "1") is None and storage.cursors.get(Platform.ZENDESK, "test_events") is None
+
+
+def test_an_already_tagged_escalation_is_recorded_without_a_write(storage: SweepStorage, sleeps: Sleeps) -> None:
+    run(storage, FakeSource([SweepPage([breach("1", 60, "first")], 1, "c1")]), RecordingBulkGateway(), sleeps)
+    tagged = ticket("1", tags=frozenset({"escalated", "sla_breached"}))
+    second = Breach("1", "agent_work_time", NOW - timedelta(minutes=5), "second", snapshot=tagged)
+    gateway = RecordingBulkGateway()
+    report = run(storage, FakeSource([SweepPage([second], 1, "c2")]), gateway, sleeps)
+    assert gateway.batches == [] and gateway.applied == []
+    history = storage.escalations.history(Platform.ZENDESK, "1")
+    assert [(e.transition.to_state, e.transition.actions) for e in history][-1] == (State.ESCALATED, ())
+    assert (report.already_handled, report.tickets_escalated) == (1, 0)
+
+
+# --- dry runs and adapters ---------------------------------------------------------------------------------
+
+
+def test_a_dry_run_plans_and_records_as_dry_run(storage: SweepStorage, sleeps: Sleeps) -> None:
+    gateway = DryRunGateway(Platform.ZENDESK)
+    report = run(storage, FakeSource([SweepPage([breach("1")], 1, "c1")]), gateway, sleeps, dry_run=True)
+    assert [ref for ref, _, _ in gateway.planned] == ["1"]
+    (entry,) = storage.escalations.history(Platform.ZENDESK, "1")
+    assert entry.dry_run is True and report.tickets_escalated == 1
+
+
+@dataclass
+class AdapterWithSweep:
+    source: FakeSource
+    platform: Platform = Platform.ZENDESK
+    gateway: Any = None
+    dry_run: bool = False
+
+    def sweep_source(self) -> FakeSource:
+        return self.source
+
+
+def test_the_sweep_source_is_found_through_the_form_wrapper() -> None:
+    source = FakeSource([])
+    adapter = AdapterWithSweep(source)
+    assert sweep_source_of(FormAwareAdapter(adapter)) is source  # type: ignore[arg-type]
+    assert sweep_source_of(object()) is None
+
+
+@pytest.mark.parametrize("seconds", [0.0, 2.0])
+def test_events_per_second(seconds: float) -> None:
+    report = SweepReport(Platform.ZENDESK, "x", events_read=1000, seconds=seconds)
+    assert report.events_per_second == (500.0 if seconds else 0.0)
