@@ -704,3 +704,14 @@ def test_the_worker_runs_the_jira_sweep_as_its_registered_periodic_task(
 
     assert escalations(runtime, "SUP-3") == ["SH3"]
     assert cloud.bodies("PUT", "/issue/SUP-3") == [sh3_edit("Technical Support Team Leaders")]
+
+
+def test_a_snapshot_that_carries_its_slas_is_not_read_again(cloud: FakeJira) -> None:
+    cloud.add(issue_json("SUP-7"))
+    [page, _] = list(source("service-desk").pages(None, None))
+    [breach] = page.breaches
+    assert breach.snapshot is not None and breach.snapshot.slas
+    cloud.log.clear()
+    gateway = adapter_for("service-desk").gateway
+    assert gateway.snapshot("SUP-7", breach.snapshot) is breach.snapshot
+    assert cloud.log == []  # no /request/SUP-7/sla: the search already gave the SLA fields
