@@ -20,6 +20,7 @@ before answering (longer than the client's timeout), or hold a write until the t
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import re
@@ -403,6 +404,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the tests count requests; nobody reads an access log
+
+    def handle(self) -> None:
+        # A client closed its keep-alive connection (or died, SIGKILL): nothing to answer, nothing to report.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
 
     def do_GET(self) -> None:
         self._serve("GET")
