@@ -36,6 +36,7 @@ from integration.model import (
 from integration.policy import Policy
 from integration.ports import (
     Conflict,
+    Delivery,
     Gateway,
     GatewayError,
     PayloadError,
@@ -283,7 +284,7 @@ class Worker:
         if adapter is None:
             return self._fail(row, f"{row.platform.value} is not configured on this worker")
         try:
-            parsed = adapter.parse(row.to_delivery())
+            parsed = adapter.parse(self._in_arrival_order(row))
             if isinstance(parsed, Ignored):
                 self.inbox.mark_ignored(row.id, parsed.reason, self.clock())
                 log.info("ignored: %s", parsed.reason)
@@ -325,6 +326,22 @@ class Worker:
             mode,
         )
         return Outcome.PROCESSED
+
+    def _in_arrival_order(self, row: StoredDelivery) -> Delivery:
+        """The delivery for the parser, never received before a delivery of its ticket that was stored earlier.
+
+        Web processes read the clock before they store: two deliveries arriving together can be
+        stored in one order with receipt times in the other. Arrival order is the inbox's (id)
+        order, which the worker follows, so a later delivery is not "older than the last event
+        applied" just because its clock reading lost the race.
+        """
+        delivery = row.to_delivery()
+        if row.ticket_ref is None:
+            return delivery
+        earlier = self.inbox.received_before(row.platform, row.ticket_ref, row.id)
+        if earlier is not None and earlier > delivery.received_at:
+            return replace(delivery, received_at=earlier)
+        return delivery
 
     def _retry_later(self, row: StoredDelivery, exc: Exception) -> Outcome:
         attempt = row.attempts

@@ -462,6 +462,16 @@ class Inbox:
             ).first()
             return _stored(row) if row else None
 
+    def received_before(self, platform: Platform, ticket_ref: str, id: int) -> datetime | None:
+        """The latest receipt time among the ticket's deliveries stored before delivery `id`, if any."""
+        with self.db.transaction() as session:
+            latest: datetime | None = session.scalar(
+                select(func.max(DeliveryRow.received_at)).where(
+                    DeliveryRow.platform == platform.value, DeliveryRow.ticket_ref == ticket_ref, DeliveryRow.id < id
+                )
+            )
+            return latest
+
     def claim(self, id: int, now: datetime) -> StoredDelivery | None:
         """Mark a queued or retrying delivery as being processed and count the attempt; None otherwise.
 
