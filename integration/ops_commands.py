@@ -287,6 +287,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def web_server_options(host: str, port: int, workers: int) -> dict[str, Any]:
+    """Gunicorn's settings for `tierup web` (benchmarks/ingest.py serves its bare endpoint with the same)."""
+    return {"bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": 4}
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     """The web server alone, under gunicorn."""
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
@@ -314,10 +319,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         configure_logging(CoreSettings.from_env(env).log_level, secrets=secret_values(env))
         return build_runtime(env).create_app()
 
-    options = {
-        "bind": f"{args.host}:{args.port}", "workers": args.workers, "worker_class": "gthread", "threads": 4,
-        "logger_class": JsonGunicornLogger,
-    }  # fmt: skip
+    options = {**web_server_options(args.host, args.port, args.workers), "logger_class": JsonGunicornLogger}
 
     class TierupWeb(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
