@@ -598,48 +598,69 @@ class SqlEscalationStore:
     def save(self, decision: Decision) -> None:
         self.record(decision)
 
+    def load_many(self, platform: Platform, ticket_refs: Iterable[str]) -> dict[str, Escalation]:
+        """The escalations of many tickets in one query (the SLA sweep's batches); absent ones are left out."""
+        refs = list(dict.fromkeys(ticket_refs))
+        if not refs:
+            return {}
+        with self.db.transaction() as session:
+            query = select(EscalationRow).where(
+                EscalationRow.platform == platform.value, EscalationRow.ticket_ref.in_(refs)
+            )
+            rows = session.scalars(query)
+            return {row.ticket_ref: escalation_from_json(row.data) for row in rows}
+
     def record(self, decision: Decision, *, delivery_row_id: int | None = None, dry_run: bool = False) -> None:
         """Save the decision's escalation and new transitions and mark its delivery processed, atomically."""
-        esc = decision.escalation
-        now = decision.transition.at
         with self.db.transaction() as session:
-            row = self._row(session, esc.platform, esc.ticket_ref)
-            data = escalation_to_json(esc)
-            if row is None:
-                row = EscalationRow(platform=esc.platform.value, ticket_ref=esc.ticket_ref)
-                session.add(row)
-            row.state = esc.state.value
-            row.level = esc.level
-            row.group_name = esc.group
-            row.first_contact_due = esc.first_contact_due
-            row.contacted_at = esc.contacted_at
-            row.updated_at = now
-            row.data = data
-            session.flush()
-            known = set(session.scalars(select(TransitionRow.seq).where(TransitionRow.escalation_id == row.id)))
-            for seq, t in enumerate(esc.history):
-                if seq in known:
-                    continue
-                session.add(
-                    TransitionRow(
-                        escalation_id=row.id,
-                        platform=esc.platform.value,
-                        ticket_ref=esc.ticket_ref,
-                        seq=seq,
-                        at=t.at,
-                        event=t.event,
-                        from_state=t.from_state.value if t.from_state else None,
-                        to_state=t.to_state.value,
-                        actor=t.actor,
-                        rule=t.rule,
-                        why=t.why,
-                        actions=[action_to_json(a) for a in t.actions],
-                        delivery_id=t.delivery_id,
-                        dry_run=dry_run,
-                    )
-                )
+            self._record(session, decision, dry_run)
             if delivery_row_id is not None:
-                self.inbox.mark_processed(delivery_row_id, now, session=session)
+                self.inbox.mark_processed(delivery_row_id, decision.transition.at, session=session)
+
+    def record_many(self, decisions: Sequence[Decision], *, dry_run: bool = False) -> None:
+        """Record the decisions of different tickets of one platform in one transaction (a sweep's batch).
+
+        Two reads for the whole batch (their rows, their transitions' positions) instead of two per decision.
+        """
+        if not decisions:
+            return
+        platform = decisions[0].escalation.platform
+        refs = [d.escalation.ticket_ref for d in decisions]
+        if len(set(refs)) != len(refs) or any(d.escalation.platform is not platform for d in decisions):
+            raise ValueError("record_many takes one decision per ticket, all of one platform")
+        with self.db.transaction() as session:
+            query = select(EscalationRow).where(
+                EscalationRow.platform == platform.value, EscalationRow.ticket_ref.in_(refs)
+            )
+            rows = {row.ticket_ref: row for row in session.scalars(query)}
+            for decision in decisions:
+                esc = decision.escalation
+                row = rows.get(esc.ticket_ref)
+                if row is None:
+                    row = rows[esc.ticket_ref] = EscalationRow(platform=esc.platform.value, ticket_ref=esc.ticket_ref)
+                    session.add(row)
+                _fill(row, decision)
+            session.flush()  # new rows get their ids
+            ids = [row.id for row in rows.values()]
+            known: dict[int, set[int]] = {}
+            for escalation_id, seq in session.execute(
+                select(TransitionRow.escalation_id, TransitionRow.seq).where(TransitionRow.escalation_id.in_(ids))
+            ):
+                known.setdefault(escalation_id, set()).add(seq)
+            for decision in decisions:
+                row = rows[decision.escalation.ticket_ref]
+                session.add_all(_new_transitions(row.id, decision.escalation, known.get(row.id, set()), dry_run))
+
+    def _record(self, session: Session, decision: Decision, dry_run: bool) -> None:
+        esc = decision.escalation
+        row = self._row(session, esc.platform, esc.ticket_ref)
+        if row is None:
+            row = EscalationRow(platform=esc.platform.value, ticket_ref=esc.ticket_ref)
+            session.add(row)
+        _fill(row, decision)
+        session.flush()
+        known = set(session.scalars(select(TransitionRow.seq).where(TransitionRow.escalation_id == row.id)))
+        session.add_all(_new_transitions(row.id, esc, known, dry_run))
 
     def history(self, platform: Platform, ticket_ref: str) -> list[AuditEntry]:
         """The audit trail of one ticket's escalation, oldest first."""
@@ -689,6 +710,41 @@ class SqlEscalationStore:
             EscalationRow.platform == platform.value, EscalationRow.ticket_ref == ticket_ref
         )
         return session.scalars(query).first()
+
+
+def _fill(row: EscalationRow, decision: Decision) -> None:
+    esc = decision.escalation
+    row.state = esc.state.value
+    row.level = esc.level
+    row.group_name = esc.group
+    row.first_contact_due = esc.first_contact_due
+    row.contacted_at = esc.contacted_at
+    row.updated_at = decision.transition.at
+    row.data = escalation_to_json(esc)
+
+
+def _new_transitions(escalation_id: int, esc: Escalation, known: set[int], dry_run: bool) -> list[TransitionRow]:
+    """The audit rows of `esc`'s transitions not stored yet (positions not in `known`)."""
+    return [
+        TransitionRow(
+            escalation_id=escalation_id,
+            platform=esc.platform.value,
+            ticket_ref=esc.ticket_ref,
+            seq=seq,
+            at=t.at,
+            event=t.event,
+            from_state=t.from_state.value if t.from_state else None,
+            to_state=t.to_state.value,
+            actor=t.actor,
+            rule=t.rule,
+            why=t.why,
+            actions=[action_to_json(a) for a in t.actions],
+            delivery_id=t.delivery_id,
+            dry_run=dry_run,
+        )
+        for seq, t in enumerate(esc.history)
+        if seq not in known
+    ]
 
 
 def _audit(row: TransitionRow) -> AuditEntry:
