@@ -319,22 +319,32 @@ class _Sweep:
                     busy.append(breach)
                 else:
                     held.append((breach, lock))
+            # One query for the batch's escalations, read under the locks (nobody changes them meanwhile).
+            known = self.store.load_many(self.platform, [b.ticket_ref for b, _ in held]) if self.bulk else {}
             planned: list[_Planned] = []
+            unwritten: list[Decision] = []  # decided with nothing to write: recorded with the batch
             for breach, _ in held:
                 with log_context(delivery_id=breach.event_id, ticket_ref=breach.ticket_ref):
-                    found = self.decide(breach)
-                if found is not None:
+                    ref = breach.ticket_ref
+                    escalation = known.get(ref) if self.bulk else self.store.load(self.platform, ref)
+                    found = self.decide(breach, escalation)
+                if isinstance(found, _Planned):
                     planned.append(found)
-            if planned:
-                self.write(planned, [lock for _, lock in held])
+                elif found is not None:
+                    unwritten.append(found)
+            written = self.write(planned, [lock for _, lock in held]) if planned else []
+            # Each decision is recorded only after its write landed; one transaction for the batch.
+            self.record_all([*unwritten, *written])
         return busy
 
     # --- one ticket ------------------------------------------------------------------------
 
-    def decide(self, breach: Breach) -> _Planned | None:
-        """Decide one ticket's breach (holding its lock); a bulk gateway gets the write back, others write now."""
+    def decide(self, breach: Breach, escalation: Escalation | None) -> _Planned | Decision | None:
+        """Decide one ticket's breach (holding its lock); a bulk gateway gets the write back, others write now.
+
+        A decision with nothing to write comes back to be recorded with the batch.
+        """
         report = self.report
-        escalation = self.store.load(self.platform, breach.ticket_ref)
         if escalation is not None and any(t.delivery_id == breach.event_id for t in escalation.history):
             report.already_handled += 1  # an earlier run (or a re-read page) did this one
             return None
@@ -380,8 +390,7 @@ class _Sweep:
             return None
         if planner.planned is None:
             # Already escalated and already tagged (the push path got there first): recorded, nothing to write.
-            self.record(held.decision)
-            return None
+            return held.decision
         actions, key = planner.planned
         return _Planned(event, snapshot, held.decision, actions, key)
 
@@ -425,8 +434,8 @@ class _Sweep:
 
     # --- writing a batch ---------------------------------------------------------------------
 
-    def write(self, planned: Sequence[_Planned], locks: Sequence[TicketLock]) -> None:
-        """One bulk write for the batch; each written ticket's decision recorded; the failed ones one by one."""
+    def write(self, planned: Sequence[_Planned], locks: Sequence[TicketLock]) -> list[Decision]:
+        """One bulk write for the batch, the failed ones one by one; the decisions the bulk write landed."""
         assert self.bulk is not None
         items = [(p.snapshot, p.actions, p.key) for p in planned]
         try:
@@ -436,7 +445,7 @@ class _Sweep:
             self.counter.calls += 1
             for p in planned:
                 self.transient_ref(p.snapshot.ref, exc)
-            return
+            return []
         except GatewayError as exc:
             # The whole request was refused (one bad ticket can do that): write them one by one.
             self.report.bulk_writes += 1
@@ -448,19 +457,24 @@ class _Sweep:
             self.counter.calls += result.api_calls
         for lock in locks:
             lock.refresh()  # the write (and its job polls) took a while: keep the tickets ours
+        written: list[Decision] = []
         for p in planned:
             error = result.outcomes.get(p.snapshot.ref, GatewayError("the bulk write reported nothing for it"))
             if error is None:
-                self.record(p.decision)
+                written.append(p.decision)
                 continue
             log.info("sweep: ticket %s failed in the bulk write (%s); writing it alone", p.snapshot.ref, error)
             with log_context(delivery_id=p.event.delivery_id, ticket_ref=p.snapshot.ref):
                 # retry=True: the gateway checks what of this transition already landed before writing again.
                 self.decide_and_write(p.event, p.snapshot, retry=True)
+        return written
 
-    def record(self, decision: Decision) -> None:
-        self.store.record(decision, dry_run=self.dry_run)
-        self.count(decision)
+    def record_all(self, decisions: Sequence[Decision]) -> None:
+        if not decisions:
+            return
+        self.store.record_many(decisions, dry_run=self.dry_run)
+        for decision in decisions:
+            self.count(decision)
 
     def count(self, decision: Decision) -> None:
         t = decision.transition
