@@ -134,6 +134,9 @@ class SweepReport:
         return self.events_read / self.seconds if self.seconds > 0 else 0.0
 
 
+# The ticket-lock key that keeps one run per source at a time (no ticket ref looks like it).
+RUN_LOCK_PREFIX = "~sweep:"
+
 # Who the audit trail says decided a sweep's escalations.
 SWEEP_ACTOR = Person(id="tierup-sla-sweep", name="Tierup SLA sweep", role=Role.SYSTEM)
 
@@ -271,9 +274,12 @@ class _Sweep:
         self.counter = _Counter()
         self.report = SweepReport(platform=source.platform, source=source.name)
         self.stop = False  # a transient failure: finish this page's other tickets, store nothing, stop
+        self.run_lock: TicketLock | None = None
 
     def tick(self) -> None:
         self.report.api_calls = self.source.api_calls() + self.counter.calls
+        if self.run_lock is not None:
+            self.run_lock.refresh()  # a long backlog must not lose the run's lock to its lease
         if self.progress is not None:
             self.progress(self.report)
 
@@ -535,25 +541,35 @@ def run_sweep(
         lock_attempts=lock_attempts, lock_wait_seconds=lock_wait_seconds, progress=progress,
     )  # fmt: skip
     report = sweep.report
-    cursor = None if since is not None else cursors.get(source.platform, source.name)
-    try:
-        for page in source.pages(cursor, since):
-            report.pages += 1
-            report.events_read += page.events_read
-            report.breaches += len(page.breaches)
-            report.progress = page.progress
-            if not sweep.handle_page(page):
-                report.complete = False
-                break
-            if page.cursor is not None:
-                cursors.set(source.platform, source.name, page.cursor, clock())
-                report.cursor = page.cursor
-            sweep.tick()
-    except GatewayError as exc:
-        # The source could not read (rate limited past its patience, an outage): next run resumes.
-        report.complete = False
-        report.errors.append(f"reading {source.name}: {exc}")
-        log.warning("sweep %s stopped: %s", source.name, exc)
+    # One run per source at a time, across workers: every consumer's scheduler fires the periodic task,
+    # and two runs would read the same pages (harmless, the breaches are recognised) and could store
+    # an older cursor after a newer one.
+    with locks.hold(source.platform, f"{RUN_LOCK_PREFIX}{source.name}") as run_lock:
+        if run_lock is None:
+            report.complete = False
+            report.errors.append(f"another {source.platform.value} sweep of {source.name} is running; not started")
+            log.info("sweep %s: another run holds it; not started", source.name)
+            return report
+        sweep.run_lock = run_lock
+        cursor = None if since is not None else cursors.get(source.platform, source.name)
+        try:
+            for page in source.pages(cursor, since):
+                report.pages += 1
+                report.events_read += page.events_read
+                report.breaches += len(page.breaches)
+                report.progress = page.progress
+                if not sweep.handle_page(page):
+                    report.complete = False
+                    break
+                if page.cursor is not None:
+                    cursors.set(source.platform, source.name, page.cursor, clock())
+                    report.cursor = page.cursor
+                sweep.tick()
+        except GatewayError as exc:
+            # The source could not read (rate limited past its patience, an outage): next run resumes.
+            report.complete = False
+            report.errors.append(f"reading {source.name}: {exc}")
+            log.warning("sweep %s stopped: %s", source.name, exc)
     report.seconds = time.perf_counter() - started
     sweep.tick()
     log.info(
