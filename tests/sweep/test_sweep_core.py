@@ -299,7 +299,7 @@ def test_a_busy_ticket_is_tried_again_after_a_pause(storage: SweepStorage, sleep
     locks = BusyLocks(busy={"2": 2})
     gateway = RecordingGateway()
     report = run(storage, FakeSource([SweepPage([breach("1"), breach("2")], 2, "c1")]), gateway, sleeps, locks=locks)
-    assert locks.attempts == ["1", "2", "2", "2"]
+    assert locks.attempts == ["~sweep:test_events", "1", "2", "2", "2"]
     assert sleeps.waits == [2.0, 2.0]
     assert [ref for ref, *_ in gateway.applied] == ["1", "2"]
     assert report.complete and report.busy == 0
@@ -401,3 +401,46 @@ def test_the_sweep_source_is_found_through_the_form_wrapper() -> None:
 def test_events_per_second(seconds: float) -> None:
     report = SweepReport(Platform.ZENDESK, "x", events_read=1000, seconds=seconds)
     assert report.events_per_second == (500.0 if seconds else 0.0)
+
+
+def test_one_run_per_source_at_a_time(storage: SweepStorage, sleeps: Sleeps) -> None:
+    source = FakeSource([SweepPage([breach("1")], 1, "c1")])
+    with storage.locks.hold(Platform.ZENDESK, "~sweep:test_events") as other:
+        assert other is not None
+        report = run(storage, source, RecordingGateway(), sleeps)
+    assert source.asked == [] and not report.complete
+    assert report.errors == ["another zendesk sweep of test_events is running; not started"]
+    assert run(storage, source, RecordingGateway(), sleeps).complete  # free again afterwards
+
+
+# --- the store's batch reads and writes --------------------------------------------------------------------
+
+
+def test_record_many_and_load_many_keep_each_tickets_history(storage: SweepStorage, sleeps: Sleeps) -> None:
+    run(storage, FakeSource([SweepPage([breach("1", 60, "a")], 1, "c1")]), RecordingGateway(), sleeps)
+    first = storage.escalations.load(Platform.ZENDESK, "1")
+    assert first is not None
+    later = [
+        decide(POLICY, first, request_for("1", 10), NOW),
+        decide(POLICY, None, request_for("2", 10), NOW),
+    ]
+    storage.escalations.record_many(later, dry_run=True)
+    loaded = storage.escalations.load_many(Platform.ZENDESK, ["1", "2", "3", "1"])
+    assert sorted(loaded) == ["1", "2"]
+    assert [len(loaded[r].history) for r in ("1", "2")] == [2, 1]
+    trail = storage.escalations.history(Platform.ZENDESK, "1")
+    assert [(e.transition.delivery_id, e.dry_run) for e in trail] == [("a", False), ("again:1", True)]
+    storage.escalations.record_many(later)  # the same decisions again add nothing
+    assert len(storage.escalations.history(Platform.ZENDESK, "1")) == 2
+    with pytest.raises(ValueError, match="one decision per ticket"):
+        storage.escalations.record_many([later[1], later[1]])
+    storage.escalations.record_many([])
+    assert storage.escalations.load_many(Platform.ZENDESK, []) == {}
+
+
+def request_for(ref: str, minutes_ago: int) -> EscalationRequest:
+    return EscalationRequest(
+        platform=Platform.ZENDESK, ticket_ref=ref, requested_by=SWEEP_ACTOR, channel=Channel.SLA_BREACH,
+        reason=Reason.SLA_VIOLATION, received_at=NOW - timedelta(minutes=minutes_ago), ticket=ticket(ref),
+        delivery_id=f"again:{ref}",
+    )  # fmt: skip
