@@ -150,7 +150,9 @@ class ZendeskSweepSource:
                 return  # caught up: Zendesk would refuse a start_time this recent
             data = self._export(start)
             events = data.get("ticket_metric_events")
-            events = events if isinstance(events, list) else []
+            if not isinstance(events, list):
+                # Moving the cursor past a page we could not read would lose its breaches.
+                raise TransientError("export ticket metric events: a page without a ticket_metric_events list")
             end_time = data.get("end_time")
             end = int(end_time) if isinstance(end_time, int | float) and not isinstance(end_time, bool) else None
             breaches = self._breaches(events)

@@ -315,6 +315,16 @@ def test_a_long_retry_after_ends_the_run_without_moving_the_cursor(
     assert sleeps.waits == [] and storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) is None
 
 
+def test_an_unreadable_export_page_stops_the_run_without_moving_the_cursor(
+    storage: SweepStorage, zendesk: ZendeskSweepApi, sleeps: Sleeps
+) -> None:
+    zendesk.export_failures = [(200, {"end_time": epoch(NOW), "count": 3}, {})]
+    _, source = make_source(sleeps)
+    report = sweep(storage, source, sleeps, since=T0)
+    assert not report.complete and "without a ticket_metric_events list" in report.errors[0]
+    assert storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) is None
+
+
 def test_the_export_is_limited_to_ten_requests_a_minute(sleeps: Sleeps) -> None:
     limiter = RateLimiter(10, 60.0, sleep=sleeps, monotonic=sleeps.monotonic)
     for _ in range(10):
