@@ -58,6 +58,14 @@ def test_huey_is_sqlite_next_to_the_database_by_default(tmp_path: Path) -> None:
     assert queue_path("postgresql://db.internal/tierup") == Path("tierup-queue.db")
 
 
+def test_the_sqlite_queue_commits_like_the_inbox(tmp_path: Path) -> None:
+    """WAL with synchronous=NORMAL: a commit survives SIGKILL without an fsync per enqueue (benchmarks/ingest.py)."""
+    huey = make_huey(CoreSettings(database_url=f"sqlite:///{tmp_path / 'tierup.db'}"))
+    conn = huey.storage.conn
+    assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("pragma synchronous").fetchone()[0] == 1  # NORMAL; Huey's default is FULL (2)
+
+
 def test_huey_is_redis_when_redis_url_is_set() -> None:
     huey = make_huey(CoreSettings(redis_url="redis://127.0.0.1:6379/15"))
     assert isinstance(huey, RedisHuey)  # connects lazily: nothing is reached here
