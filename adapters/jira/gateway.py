@@ -201,6 +201,7 @@ class JiraGateway:
         self._own: frozenset[str] | None = None
         # The id of the transition to Escalated, per project, once found: later moves cost no read.
         self._to_escalated: dict[str, str] = {}
+        self.requests_made = 0  # HTTP requests sent through `call`, whatever the answer
         self._lock = threading.Lock()
 
     # --- the client and plain calls ---
@@ -246,6 +247,7 @@ class JiraGateway:
     ) -> Any:
         """One call through the client's session: parsed JSON, or None for an empty answer (or an allowed 404)."""
         session = self.client()._session
+        self.requests_made += 1
         try:
             response = session.request(method, url, params=params,
                                        data=json.dumps(body) if body is not None else None)  # fmt: skip

@@ -252,6 +252,13 @@ class ZendeskGateway:
     _prefetched: dict[str, tuple[float, TicketRead | None]] = field(default_factory=dict, init=False, repr=False)
     _groups: dict[str, int] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    requests_made: int = field(default=0, init=False)  # HTTP requests answered, whatever the status
+
+    def __post_init__(self) -> None:
+        self._session.hooks["response"].append(self._counted)
+
+    def _counted(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.requests_made += 1
 
     @classmethod
     def from_settings(cls, settings: ZendeskSettings) -> ZendeskGateway:

@@ -580,8 +580,9 @@ def test_a_sweep_over_several_pages_escalates_every_breached_issue_once(
         assert (report.pages, report.events_read, report.breaches, report.tickets_escalated, report.complete) == (
             4, 5, 5, 5, True,
         )  # fmt: skip
-        # The report's api calls: the source's reads (field list, four searches) and one apply per issue.
-        assert report.api_calls == 5 + 5
+        # The report's api calls are the HTTP requests made: the source's reads (field list, four searches),
+        # then per issue the edit, the note and the workflow move, and the one read of the project's transitions.
+        assert report.api_calls == 5 + 5 * 3 + 1
         assert runtime.cursors.get(Platform.JIRA, "jira-sla") is None  # nothing to store: the query moves on
 
         # The next run finds nothing: the label took every issue out of the query.
