@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -292,14 +292,15 @@ class Worker:
             # The transition key comes from the delivery id: a re-run must present the same one.
             event = parsed if parsed.delivery_id else replace(parsed, delivery_id=row.delivery_id)
             store = DeliveryStore(self.escalations, row.id, dry_run=adapter.dry_run)
-            result = handle_event(
-                event,
-                policy=self.policy,
-                gateway=InstrumentedGateway(adapter.gateway, self.metrics),
-                store=store,
-                clock=self.clock,
-                retry=row.attempts > 1,
-            )
+            with self._named_ticket(row, event.ticket_ref):
+                result = handle_event(
+                    event,
+                    policy=self.policy,
+                    gateway=InstrumentedGateway(adapter.gateway, self.metrics),
+                    store=store,
+                    clock=self.clock,
+                    retry=row.attempts > 1,
+                )
         except (TransientError, Conflict) as exc:
             return self._retry_later(row, exc)
         except OperationalError as exc:
@@ -326,6 +327,23 @@ class Worker:
             mode,
         )
         return Outcome.PROCESSED
+
+    @contextmanager
+    def _named_ticket(self, row: StoredDelivery, named: str | None) -> Iterator[None]:
+        """Hold the lock of the ticket an event names when it is not the delivery's own ticket.
+
+        An escalation email (or form) arrives as its own ticket but escalates the ticket it
+        names: that ticket's macro or lead deliveries must not be decided at the same moment
+        from the same starting state. A taken lock is a transient failure: the delivery
+        comes back shortly.
+        """
+        if not named or named == row.ticket_ref:
+            yield
+            return
+        with self.locks.hold(row.platform, named) as lock:
+            if lock is None:
+                raise TransientError(f"ticket {named} is being worked on", retry_after=self.lock_retry_seconds)
+            yield
 
     def _in_arrival_order(self, row: StoredDelivery) -> Delivery:
         """The delivery for the parser, never received before a delivery of its ticket that was stored earlier.

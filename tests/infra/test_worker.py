@@ -233,6 +233,28 @@ def test_busy_ticket_comes_back_later_instead_of_blocking(client: FlaskClient, r
     assert runtime.worker.process(1) == [(1, Outcome.PROCESSED)]
 
 
+def test_an_event_naming_another_ticket_waits_for_that_tickets_lock(
+    client: FlaskClient, runtime: Runtime, clock: Clock
+) -> None:
+    # An escalation email arrives as ticket 9100 and escalates the ticket it names, 4016.
+    post(client, {**request_payload("4016", channel="email"), "ticket_ref": "9100"}, delivery_id="zd-mail")
+    runtime.tasks.huey.dequeue()
+
+    with runtime.locks.hold(Platform.ZENDESK, "4016") as lock:
+        assert lock is not None  # a macro delivery on 4016 is being worked on
+        assert runtime.worker.process(1) == [(1, Outcome.RETRYING)]
+        assert runtime.escalations.load(Platform.ZENDESK, "4016") is None  # nothing decided meanwhile
+
+    row = stored(runtime)
+    assert row.status is DeliveryStatus.RETRYING and "ticket 4016 is being worked on" in (row.last_error or "")
+    [(args, delay)] = scheduled_in(runtime)
+    assert args == (1,) and 0 < delay <= 1.0
+    clock.advance(seconds=2)
+    assert runtime.worker.process(1) == [(1, Outcome.PROCESSED)]
+    escalation = runtime.escalations.load(Platform.ZENDESK, "4016")
+    assert escalation is not None and escalation.state is State.ESCALATED
+
+
 def test_one_job_runs_the_tickets_earlier_deliveries_first(
     client: FlaskClient, runtime: Runtime, adapter: SignedAdapter
 ) -> None:
