@@ -65,3 +65,18 @@ def test_template_sandbox_refuses_unsafe_access(tmp_path: Path) -> None:
     path = write(tmp_path, SOURCE.replace("{{ sla.name }}", "{{ sla.__class__.__mro__ }}", 1))
     with pytest.raises(PolicyError, match=r"templates\.deferred_reply"):
         load_policy(path)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_templates_render_exactly_as_jinja_renders_them(name: str) -> None:
+    # Policy.render builds its context in one step instead of through Template.new_context.
+    from integration.model import Person
+    from integration.policy import _sample_context
+
+    policy = load_policy(name)
+    context = {**_sample_context(), "rationale": 'Front desk <b>down</b> & "everyone" waits',
+               "requester": Person(id="501", name="<i>Pat</i>", email="pat@club.example")}  # fmt: skip
+    for template_name, template in policy.templates.items():
+        expected = template.render(**context, policy_name=policy.name).strip()
+        assert policy.render(template_name, **dict(context)) == expected, template_name
+    assert "&lt;b&gt;down&lt;/b&gt; &amp; &#34;everyone&#34;" in policy.render("escalated_note", **dict(context))
