@@ -1,20 +1,24 @@
 """SLA sweeps (SH3, SD1): read a platform's breaches from a stored cursor and escalate the tickets.
 
 A platform adapter offers `sweep_source() -> SweepSource | None`; `run_sweep` pages through
-it, decides each ticket with the policy through `integration.service.handle_event` (the
-code the worker runs), holding the ticket's lock, writes the batch in bulk where the
-gateway can (`BulkGateway`), records every decision, and stores the page's cursor only
-once every breach on the page is handled: a crash between pages resumes where it left off.
+it, decides each ticket once per run with the policy through `integration.service.handle_event`
+(the code the worker runs), holding the ticket's lock, writes in bulk where the gateway can
+(`BulkGateway`: one write per `max_batch` tickets over the whole run, a page's leftovers
+carried into the next page's batch), records every decision that changes something, and
+stores a page's cursor only once every breach on it and on all earlier pages is handled: a
+crash between pages or between writes resumes where it left off.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from integration.logs import log_context
@@ -63,7 +67,7 @@ class SweepPage:
 
     breaches: Sequence[Breach]
     events_read: int
-    cursor: str | None  # stored once every breach on this page is handled (None: nothing to store)
+    cursor: str | None  # stored once every breach on this page and earlier ones is handled (None: nothing to store)
     progress: float | None = None  # how far through what there is to read (0..1), when the source can tell
 
 
@@ -113,15 +117,15 @@ class SweepReport:
     pages: int = 0
     events_read: int = 0
     breaches: int = 0  # still-real breaches the source returned
-    tickets: int = 0  # distinct tickets among them, per page
+    tickets: int = 0  # distinct tickets among them: each is decided once per run
     tickets_escalated: int = 0  # moved into escalated (a new escalation or a deferred one woken)
     tickets_updated: int = 0  # decisions that wrote something (escalations and sla_breached tags)
-    already_handled: int = 0  # the push path (or an earlier run) handled the breach already
+    already_handled: int = 0  # the push path (or an earlier run) handled it already: nothing written or recorded
     skipped: int = 0  # tickets gone (deleted) or closed
     busy: int = 0  # tickets whose lock stayed taken: their page is read again next run
     failed: int = 0  # writes that failed for good (logged)
     api_calls: int = 0
-    bulk_writes: int = 0
+    bulk_writes: int = 0  # one per `max_batch` tickets written over the run (and one per refused batch)
     single_writes: int = 0
     seconds: float = 0.0
     complete: bool = True  # False: stopped early (busy ticket, transient failure); the cursor stays
@@ -221,18 +225,21 @@ class _HeldStore:
 
 @dataclass
 class _RecordingStore:
-    """Loads from the database and records each decision there (the audit trail)."""
+    """Loads from the database and records each decision that changes something there (the audit trail)."""
 
     store: SqlEscalationStore
     dry_run: bool
     decision: Decision | None = None
+    loaded: Escalation | None = None
 
     def load(self, platform: Platform, ticket_ref: str) -> Escalation | None:
-        return self.store.load(platform, ticket_ref)
+        self.loaded = self.store.load(platform, ticket_ref)
+        return self.loaded
 
     def save(self, decision: Decision) -> None:
-        self.store.record(decision, dry_run=self.dry_run)
         self.decision = decision
+        if not _changes_nothing(decision, self.loaded):
+            self.store.record(decision, dry_run=self.dry_run)
 
 
 @dataclass
@@ -246,8 +253,33 @@ class _Planned:
     key: str
 
 
+@dataclass
+class _Waiting:
+    """A ticket this run has read a breach of and not handled yet."""
+
+    breach: Breach  # its earliest breach so far, with the newest snapshot read
+    page: int  # the page (0-based, this run) it first came on: that page's cursor waits for it
+    busy: int = 0  # attempts that found its lock taken
+
+
+def _changes_nothing(decision: Decision, before: Escalation | None) -> bool:
+    """Whether `decision` has nothing to write and leaves the escalation as it was (history and the
+    newest event's time aside): a further breach of a ticket already escalated and tagged sla_breached.
+    """
+    if before is None or decision.actions or decision.origin_actions:
+        return False
+    return replace(decision.escalation, history=before.history, last_event_at=before.last_event_at) == before
+
+
 class _Sweep:
-    """One run of run_sweep: the report, the ports, and the per-page work."""
+    """One run of run_sweep: the report, the ports, the tickets waiting for their write, and the cursor.
+
+    Tickets are taken page by page into `waiting` (each ticket once per run) and handled a
+    batch at a time, oldest first. With a bulk gateway a batch is `max_batch` tickets, carried
+    over page boundaries, so the whole run makes one bulk write per `max_batch` tickets; without
+    one, every page's tickets are handled before the next page is read. A page's cursor is
+    stored once every ticket of it and of all earlier pages is handled.
+    """
 
     def __init__(
         self,
@@ -256,6 +288,7 @@ class _Sweep:
         policy: Policy,
         gateway: Gateway,
         store: SqlEscalationStore,
+        cursors: SweepCursors,
         locks: TicketLocks,
         clock: Callable[[], datetime],
         dry_run: bool,
@@ -271,6 +304,7 @@ class _Sweep:
         self.bulk = gateway if isinstance(gateway, BulkGateway) and not dry_run else None
         self.batch_size = max(1, self.bulk.max_batch) if self.bulk is not None else 100
         self.store = store
+        self.cursors = cursors
         self.locks = locks
         self.clock = clock
         self.dry_run = dry_run
@@ -280,8 +314,15 @@ class _Sweep:
         self.progress = progress
         self.counter = _Counter()
         self.report = SweepReport(platform=source.platform, source=source.name)
-        self.stop = False  # a transient failure: finish this page's other tickets, store nothing, stop
         self.run_lock: TicketLock | None = None
+        self.waiting: dict[str, _Waiting] = {}  # in the order they are to be handled
+        self.page_of: dict[str, int] = {}  # every ticket taken this run: the page it first came on
+        self.unstored: deque[tuple[int, str | None]] = deque()  # pages read whose cursor is not stored yet
+        self.pages_taken = 0
+        # The first page whose work this run leaves unfinished (a transient failure, a ticket that stayed
+        # locked): neither its cursor nor a later one is stored, and no further page is read.
+        self.blocked: int | None = None
+        self.stuck: list[str] = []  # tickets whose lock stayed taken
 
     def tick(self) -> None:
         self.report.api_calls = self.source.api_calls() + self.counter.calls
@@ -290,65 +331,154 @@ class _Sweep:
         if self.progress is not None:
             self.progress(self.report)
 
-    # --- a page --------------------------------------------------------------------------
+    def block(self, page: int) -> None:
+        self.blocked = page if self.blocked is None else min(self.blocked, page)
 
-    def handle_page(self, page: SweepPage) -> bool:
-        """Handle every breach on `page`; True when all are handled (the page's cursor may be stored)."""
-        first: dict[str, Breach] = {}
+    # --- pages -----------------------------------------------------------------------------
+
+    def take(self, page: SweepPage) -> None:
+        """Queue `page`'s tickets: each ticket once per run, dated by its first breach."""
+        index = self.pages_taken
+        self.pages_taken += 1
         for breach in page.breaches:
-            held = first.get(breach.ticket_ref)
-            if held is None or breach.breached_at < held.breached_at:
-                # Several metrics breaching on one ticket make one escalation, dated by the first breach.
-                first[breach.ticket_ref] = breach
-        self.report.tickets += len(first)
-        pending = list(first.values())
-        for attempt in range(self.lock_attempts + 1):
-            if attempt:
-                # Tickets the worker (a push delivery) was holding: give it a moment, then try again.
-                self.sleep(self.lock_wait_seconds)
-            busy: list[Breach] = []
-            for start in range(0, len(pending), self.batch_size):
-                busy += self.handle_batch(pending[start : start + self.batch_size])
-                self.tick()
-            pending = busy
-            if not pending:
-                break
-        if pending:
-            self.report.busy += len(pending)
-            refs = ", ".join(b.ticket_ref for b in pending[:20])
-            self.report.errors.append(f"tickets still locked by another worker: {refs}; their page is read again")
-            log.warning("sweep %s: %d tickets stayed locked (%s); not storing the cursor", self.source.name,
-                        len(pending), refs)  # fmt: skip
-        return not pending and not self.stop
+            ref = breach.ticket_ref
+            waiting = self.waiting.get(ref)
+            if waiting is not None:
+                # Several breaches of one ticket (several metrics, on one page or several) make one
+                # escalation, dated by the first, decided on the newest snapshot read.
+                first = breach if breach.breached_at < waiting.breach.breached_at else waiting.breach
+                snapshot = breach.snapshot or waiting.breach.snapshot
+                waiting.breach = first if first.snapshot is snapshot else replace(first, snapshot=snapshot)
+            elif ref not in self.page_of:
+                self.page_of[ref] = index
+                self.waiting[ref] = _Waiting(breach, index)
+                self.report.tickets += 1
+            # else: decided earlier in this run; a later breach of it changes nothing more.
+        self.unstored.append((index, page.cursor))
 
-    def handle_batch(self, breaches: Sequence[Breach]) -> list[Breach]:
-        """Decide and write up to one bulk write's worth of tickets, each under its lock; the busy ones back."""
-        busy: list[Breach] = []
+    def flush(self, *, final: bool) -> None:
+        """Handle the waiting tickets a full batch at a time, oldest first; with `final`, all of them.
+
+        A ticket whose lock another worker holds goes back to the head of the line, and the batch
+        that tries it again waits `lock_wait_seconds` first; after `lock_attempts` more tries it
+        stays unhandled, and its page's cursor is not stored.
+        """
+        while self.waiting and (final or len(self.waiting) >= self.batch_size):
+            again: dict[str, _Waiting] = {}
+            if self.bulk is None:
+                self.handle_batch(self.next_batch(self.batch_size), again)
+            else:
+                self.fill_and_write(again, final=final)
+            if again:
+                self.waiting = again | self.waiting
+            self.tick()
+
+    def next_batch(self, size: int) -> list[_Waiting]:
+        """Up to `size` waiting tickets, oldest first, out of the line (after a pause when one was busy before)."""
+        batch = list(islice(self.waiting.values(), size))
+        if any(w.busy for w in batch):
+            # Tickets the worker (a push delivery) was holding: give it a moment, then try again.
+            self.sleep(self.lock_wait_seconds)
+        for waiting in batch:
+            del self.waiting[waiting.breach.ticket_ref]
+        return batch
+
+    def was_busy(self, waiting: _Waiting, again: dict[str, _Waiting]) -> None:
+        """`waiting`'s lock was taken: try it again later, or give up on it (and on its page's cursor)."""
+        waiting.busy += 1
+        if waiting.busy <= self.lock_attempts:
+            again[waiting.breach.ticket_ref] = waiting
+            return
+        self.report.busy += 1
+        self.stuck.append(waiting.breach.ticket_ref)
+        self.block(waiting.page)
+
+    def handle_batch(self, batch: Sequence[_Waiting], again: dict[str, _Waiting]) -> None:
+        """One ticket at a time (a gateway without bulk writes): each decided, written and recorded under its lock."""
         with ExitStack() as stack:
-            held: list[tuple[Breach, TicketLock]] = []
-            for breach in breaches:
-                lock = stack.enter_context(self.locks.hold(self.platform, breach.ticket_ref))
-                if lock is None:
-                    busy.append(breach)
+            held: list[Breach] = []
+            for waiting in batch:
+                if stack.enter_context(self.locks.hold(self.platform, waiting.breach.ticket_ref)) is None:
+                    self.was_busy(waiting, again)
                 else:
-                    held.append((breach, lock))
-            # One query for the batch's escalations, read under the locks (nobody changes them meanwhile).
-            known = self.store.load_many(self.platform, [b.ticket_ref for b, _ in held]) if self.bulk else {}
-            planned: list[_Planned] = []
-            unwritten: list[Decision] = []  # decided with nothing to write: recorded with the batch
-            for breach, _ in held:
+                    held.append(waiting.breach)
+            for breach in held:
                 with log_context(delivery_id=breach.event_id, ticket_ref=breach.ticket_ref):
-                    ref = breach.ticket_ref
-                    escalation = known.get(ref) if self.bulk else self.store.load(self.platform, ref)
-                    found = self.decide(breach, escalation)
-                if isinstance(found, _Planned):
-                    planned.append(found)
-                elif found is not None:
-                    unwritten.append(found)
-            written = self.write(planned, [lock for _, lock in held]) if planned else []
+                    self.decide(breach, self.store.load(self.platform, breach.ticket_ref))
+
+    def fill_and_write(self, again: dict[str, _Waiting], *, final: bool) -> None:
+        """Decide waiting tickets under their locks until a full bulk write has something for each, then write it.
+
+        A ticket with nothing to write (handled already, closed, changing nothing) is settled as it
+        is decided and its lock let go: it takes no place in the write. When the line runs out
+        before the write is full and more pages may come (not `final`), the tickets decided for
+        it go back to the head of the line, unlocked, and are decided again with the next page's.
+        """
+        assert self.bulk is not None
+        with ExitStack() as planned_locks:  # held until the write has landed and been recorded
+            planned: list[tuple[_Waiting, _Planned, TicketLock]] = []
+            while self.waiting and len(planned) < self.batch_size:
+                batch = self.next_batch(self.batch_size - len(planned))
+                own: dict[str, ExitStack] = {}  # each ticket's lock, until it joins planned_locks or is let go
+                try:
+                    held: list[tuple[_Waiting, TicketLock]] = []
+                    for waiting in batch:
+                        ref = waiting.breach.ticket_ref
+                        own[ref] = ExitStack()
+                        lock = own[ref].enter_context(self.locks.hold(self.platform, ref))
+                        if lock is None:
+                            self.was_busy(waiting, again)
+                        else:
+                            held.append((waiting, lock))
+                    # One query for these tickets' escalations, read under the locks (nobody changes them meanwhile).
+                    known = self.store.load_many(self.platform, [w.breach.ticket_ref for w, _ in held])
+                    unwritten: list[Decision] = []  # decided with nothing to write, but changing something
+                    for waiting, lock in held:
+                        breach = waiting.breach
+                        with log_context(delivery_id=breach.event_id, ticket_ref=breach.ticket_ref):
+                            found = self.decide(breach, known.get(breach.ticket_ref))
+                        if isinstance(found, _Planned):
+                            planned.append((waiting, found, lock))
+                            planned_locks.enter_context(own.pop(breach.ticket_ref))
+                        elif found is not None:
+                            unwritten.append(found)
+                    self.record_all(unwritten)
+                finally:
+                    for stack in own.values():
+                        stack.close()
+            if not planned:
+                return
+            if not final and len(planned) < self.batch_size:
+                # Not a full write yet: these wait for the next page's tickets, their snapshots kept.
+                back = {w.breach.ticket_ref: _Waiting(replace(w.breach, snapshot=p.snapshot), w.page, w.busy)
+                        for w, p, _ in planned}  # fmt: skip
+                self.waiting = back | self.waiting
+                return
+            written = self.write([p for _, p, _ in planned], [lock for _, _, lock in planned])
             # Each decision is recorded only after its write landed; one transaction for the batch.
-            self.record_all([*unwritten, *written])
-        return busy
+            self.record_all(written)
+
+    def store_cursor(self) -> None:
+        """Store the newest cursor of the pages whose tickets, and all earlier pages' tickets, are handled."""
+        limit = min((w.page for w in self.waiting.values()), default=self.pages_taken)
+        if self.blocked is not None:
+            limit = min(limit, self.blocked)
+        newest: str | None = None
+        while self.unstored and self.unstored[0][0] < limit:
+            cursor = self.unstored.popleft()[1]
+            newest = cursor if cursor is not None else newest
+        if newest is not None:
+            self.cursors.set(self.platform, self.source.name, newest, self.clock())
+            self.report.cursor = newest
+
+    def finish(self) -> None:
+        """Note the tickets that stayed locked (their pages are read again next run)."""
+        if not self.stuck:
+            return
+        refs = ", ".join(self.stuck[:20])
+        self.report.errors.append(f"tickets still locked by another worker: {refs}; their page is read again")
+        log.warning("sweep %s: %d tickets stayed locked (%s); not storing the cursor", self.source.name,
+                    len(self.stuck), refs)  # fmt: skip
 
     # --- one ticket ------------------------------------------------------------------------
 
@@ -402,8 +532,11 @@ class _Sweep:
             log.info("sweep: %s", result.reason if isinstance(result, Ignored) else "nothing decided")
             return None
         if planner.planned is None:
-            # Already escalated and already tagged (the push path got there first): recorded, nothing to write.
-            return held.decision
+            if _changes_nothing(held.decision, escalation):
+                # Already escalated and already tagged (the push path, or an earlier breach): no audit entry.
+                report.already_handled += 1
+                return None
+            return held.decision  # nothing to write, but it changes the escalation: recorded with the batch
         actions, key = planner.planned
         return _Planned(event, snapshot, held.decision, actions, key)
 
@@ -504,7 +637,7 @@ class _Sweep:
         self.transient_ref(breach.ticket_ref, exc)
 
     def transient_ref(self, ref: str, exc: TransientError) -> None:
-        self.stop = True
+        self.block(self.page_of.get(ref, 0))
         self.report.errors.append(f"ticket {ref}: {exc} (tried again next run)")
         log.warning("sweep: ticket %s: %s; the page is read again next run", ref, exc)
 
@@ -535,17 +668,21 @@ def run_sweep(
 ) -> SweepReport:
     """Sweep `source` from its stored cursor (or `since`), escalating each still-real breach once.
 
-    Per ticket, under its lock: load the escalation, decide with the policy (handle_event,
-    channel sla_breach, reason sla_violation), write, record. With a BulkGateway the batch's
-    writes go out as one bulk write per `max_batch` tickets; a ticket that fails in it is
-    written alone. A page's cursor is stored once all its breaches are handled; a ticket
-    whose lock stays taken, or a transient failure, stops the run there, so the next run
-    reads that page again (what was done is recognised by the breach's event id).
+    Per ticket, once per run, under its lock: load the escalation, decide with the policy
+    (handle_event, channel sla_breach, reason sla_violation), write, record (a decision that
+    writes nothing and changes nothing is not recorded). With a BulkGateway the writes go out
+    as one bulk write per `max_batch` tickets over the whole run (a page's leftovers wait for
+    the next page; the last partial batch goes out when the source is exhausted or the run
+    stops); a ticket that fails in it is written alone. A page's cursor is stored once all its
+    breaches and all earlier pages' are handled; a ticket whose lock stays taken, or a
+    transient failure, stops the run there, so the next run reads that page again (what was
+    done is recognised by the breach's event id).
     """
     started = time.perf_counter()
     sweep = _Sweep(
-        source, policy=policy, gateway=gateway, store=store, locks=locks, clock=clock, dry_run=dry_run, sleep=sleep,
-        lock_attempts=lock_attempts, lock_wait_seconds=lock_wait_seconds, progress=progress,
+        source, policy=policy, gateway=gateway, store=store, cursors=cursors, locks=locks, clock=clock,
+        dry_run=dry_run, sleep=sleep, lock_attempts=lock_attempts, lock_wait_seconds=lock_wait_seconds,
+        progress=progress,
     )  # fmt: skip
     report = sweep.report
     # One run per source at a time, across workers: every consumer's scheduler fires the periodic task,
@@ -565,18 +702,24 @@ def run_sweep(
                 report.events_read += page.events_read
                 report.breaches += len(page.breaches)
                 report.progress = page.progress
-                if not sweep.handle_page(page):
-                    report.complete = False
-                    break
-                if page.cursor is not None:
-                    cursors.set(source.platform, source.name, page.cursor, clock())
-                    report.cursor = page.cursor
+                sweep.take(page)
+                # Bulk writes carry a page's leftovers into the next page's batch; one by one, each page is done now.
+                sweep.flush(final=sweep.bulk is None)
+                sweep.store_cursor()
                 sweep.tick()
+                if sweep.blocked is not None:
+                    break  # a transient failure or a ticket that stayed locked: the next run reads from here
         except GatewayError as exc:
             # The source could not read (rate limited past its patience, an outage): next run resumes.
             report.complete = False
             report.errors.append(f"reading {source.name}: {exc}")
             log.warning("sweep %s stopped: %s", source.name, exc)
+        # The remainder of what was read: written (a partial batch) before the run ends, however it ends.
+        sweep.flush(final=True)
+        sweep.store_cursor()
+        sweep.finish()
+        if sweep.blocked is not None:
+            report.complete = False
     report.seconds = time.perf_counter() - started
     sweep.tick()
     log.info(

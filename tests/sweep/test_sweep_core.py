@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from integration.model import (
 from integration.policy import decide, load_policy
 from integration.ports import GatewayError, PermanentError, TransientError
 from integration.service import DryRunGateway
+from integration.store import SweepCursors
 from integration.sweep import (
     SWEEP_ACTOR,
     Breach,
@@ -106,21 +107,52 @@ class RecordingGateway:
         self.applied.append((ref, tuple(actions), key, retry))
 
 
+class Killed(BaseException):
+    """The process dying mid-write (SIGKILL, a deploy): nothing after it runs."""
+
+
 @dataclass
 class RecordingBulkGateway(RecordingGateway):
-    """Also a BulkGateway: records each batch; `bulk_fail` maps a ref to its outcome in the batch."""
+    """Also a BulkGateway: records each batch; `bulk_fail` maps a ref to its outcome in the batch.
+
+    `killed_at` n: the n-th bulk write (1-based) kills the process before anything lands.
+    `timeline`, when given, gets ("write", number of tickets) for each bulk write that lands.
+    """
 
     max_batch: int = 2
     batches: list[list[str]] = field(default_factory=list)
+    written: list[tuple[TicketSnapshot, tuple[Action, ...]]] = field(default_factory=list)
     bulk_fail: dict[str, GatewayError] = field(default_factory=dict)
     raise_bulk: GatewayError | None = None
+    killed_at: int | None = None
+    timeline: list[tuple[str, Any]] | None = None
 
     def apply_many(self, items: Sequence[tuple[TicketSnapshot, Sequence[Action], str]]) -> BulkResult:
         assert len(items) <= self.max_batch
         self.batches.append([s.ref for s, _, _ in items])
         if self.raise_bulk is not None:
             raise self.raise_bulk
+        if self.killed_at == len(self.batches):
+            raise Killed
+        self.written += [(s, tuple(actions)) for s, actions, _ in items if self.bulk_fail.get(s.ref) is None]
+        if self.timeline is not None:
+            self.timeline.append(("write", len(items)))
         return BulkResult({s.ref: self.bulk_fail.get(s.ref) for s, _, _ in items}, api_calls=2)
+
+
+@dataclass
+class LoggedCursors:
+    """The real SweepCursors, each cursor stored also noted on a timeline (beside the gateway's writes)."""
+
+    inner: SweepCursors
+    timeline: list[tuple[str, Any]]
+
+    def get(self, platform: Platform, name: str) -> str | None:
+        return self.inner.get(platform, name)
+
+    def set(self, platform: Platform, name: str, cursor: str, at: datetime) -> None:
+        self.timeline.append(("cursor", cursor))
+        self.inner.set(platform, name, cursor, at)
 
 
 @dataclass
@@ -144,10 +176,9 @@ class BusyLocks:
 
 
 def run(storage: SweepStorage, source: FakeSource, gateway: Any, sleeps: Sleeps, **kwargs: Any) -> SweepReport:
-    options: dict[str, Any] = {"locks": storage.locks, "sleep": sleeps, **kwargs}
+    options: dict[str, Any] = {"locks": storage.locks, "sleep": sleeps, "cursors": storage.cursors, **kwargs}
     return run_sweep(
-        source, policy=POLICY, gateway=gateway, store=storage.escalations, cursors=storage.cursors,
-        clock=lambda: NOW, **options,
+        source, policy=POLICY, gateway=gateway, store=storage.escalations, clock=lambda: NOW, **options
     )  # fmt: skip
 
 
@@ -356,16 +387,187 @@ def test_a_transient_bulk_failure_writes_nothing_more_and_keeps_the_cursor(
     assert state(storage, "1") is None and storage.cursors.get(Platform.ZENDESK, "test_events") is None
 
 
-def test_an_already_tagged_escalation_is_recorded_without_a_write(storage: SweepStorage, sleeps: Sleeps) -> None:
-    run(storage, FakeSource([SweepPage([breach("1", 60, "first")], 1, "c1")]), RecordingBulkGateway(), sleeps)
+@pytest.mark.parametrize("gateway_type", [RecordingBulkGateway, RecordingGateway], ids=["bulk", "per-ticket"])
+def test_a_breach_that_changes_nothing_is_not_recorded(
+    storage: SweepStorage, sleeps: Sleeps, gateway_type: type[RecordingGateway]
+) -> None:
+    run(storage, FakeSource([SweepPage([breach("1", 60, "first")], 1, "c1")]), gateway_type(), sleeps)
+    before = storage.escalations.load(Platform.ZENDESK, "1")
     tagged = ticket("1", tags=frozenset({"escalated", "sla_breached"}))
     second = Breach("1", "agent_work_time", NOW - timedelta(minutes=5), "second", snapshot=tagged)
-    gateway = RecordingBulkGateway()
+    gateway = gateway_type()
     report = run(storage, FakeSource([SweepPage([second], 1, "c2")]), gateway, sleeps)
-    assert gateway.batches == [] and gateway.applied == []
+    assert gateway.applied == [] and getattr(gateway, "batches", []) == []
+    # Already escalated and already tagged: no audit entry, the escalation as it was; counted as handled.
     history = storage.escalations.history(Platform.ZENDESK, "1")
-    assert [(e.transition.to_state, e.transition.actions) for e in history][-1] == (State.ESCALATED, ())
-    assert (report.already_handled, report.tickets_escalated) == (1, 0)
+    assert [e.transition.delivery_id for e in history] == ["first"]
+    assert storage.escalations.load(Platform.ZENDESK, "1") == before
+    assert (report.already_handled, report.tickets_escalated, report.tickets_updated) == (1, 0, 0)
+    assert report.complete and storage.cursors.get(Platform.ZENDESK, "test_events") == "c2"
+
+
+@pytest.mark.parametrize("gateway_type", [RecordingBulkGateway, RecordingGateway], ids=["bulk", "per-ticket"])
+def test_a_breach_that_only_adds_the_sla_breached_tag_is_written_and_recorded(
+    storage: SweepStorage, sleeps: Sleeps, gateway_type: type[RecordingGateway]
+) -> None:
+    run(storage, FakeSource([SweepPage([breach("1", 60, "first")], 1, "c1")]), gateway_type(), sleeps)
+    untagged = ticket("1", tags=frozenset({"escalated"}))  # someone took sla_breached off
+    second = Breach("1", "agent_work_time", NOW - timedelta(minutes=5), "second", snapshot=untagged)
+    gateway = gateway_type()
+    report = run(storage, FakeSource([SweepPage([second], 1, "c2")]), gateway, sleeps)
+    if isinstance(gateway, RecordingBulkGateway):
+        assert [(s.ref, actions) for s, actions in gateway.written] == [("1", (AddTags(("sla_breached",)),))]
+    else:
+        assert [(ref, actions) for ref, actions, _, _ in gateway.applied] == [("1", (AddTags(("sla_breached",)),))]
+    history = storage.escalations.history(Platform.ZENDESK, "1")
+    assert [(e.transition.delivery_id, e.transition.from_state, e.transition.to_state) for e in history] == [
+        ("first", None, State.ESCALATED), ("second", State.ESCALATED, State.ESCALATED),
+    ]  # fmt: skip
+    assert history[-1].transition.actions == (AddTags(("sla_breached",)),)
+    assert (report.tickets_updated, report.tickets_escalated, report.already_handled) == (1, 0, 0)
+
+
+# --- one bulk write per max_batch tickets over the whole run -------------------------------------------------
+
+
+def sixty_a_page(pages: int = 3) -> list[SweepPage]:
+    """`pages` pages of 60 distinct tickets each (page p: tickets p*100+1 .. p*100+60), cursors c1, c2, ..."""
+    return [
+        SweepPage([breach(str(p * 100 + n), 90 - p) for n in range(1, 61)], 60, f"c{p}") for p in range(1, pages + 1)
+    ]
+
+
+def refs_of(*pages: SweepPage) -> list[str]:
+    return [b.ticket_ref for page in pages for b in page.breaches]
+
+
+def test_a_pages_leftovers_are_carried_into_the_next_pages_bulk_write(storage: SweepStorage, sleeps: Sleeps) -> None:
+    timeline: list[tuple[str, Any]] = []
+    pages = sixty_a_page()
+    gateway = RecordingBulkGateway(max_batch=100, timeline=timeline)
+    cursors = LoggedCursors(storage.cursors, timeline)
+    report = run(storage, FakeSource(pages), gateway, sleeps, cursors=cursors)
+
+    # 180 tickets: 100 + 80, not 60 + 60 + 60. Page 1's cursor is stored once its tickets are written
+    # (with 40 of page 2's); page 2's only once its other 20 are, with page 3's.
+    assert gateway.batches == [refs_of(*pages)[:100], refs_of(*pages)[100:]]
+    assert timeline == [("write", 100), ("cursor", "c1"), ("write", 80), ("cursor", "c3")]
+    assert gateway.applied == []
+    assert all(state(storage, ref) is State.ESCALATED for ref in refs_of(*pages))
+    assert (report.tickets, report.tickets_escalated, report.bulk_writes, report.single_writes) == (180, 180, 2, 0)
+    assert report.complete and report.cursor == "c3"
+
+
+def test_a_crash_in_the_second_bulk_write_resumes_without_losing_or_repeating_a_ticket(
+    storage: SweepStorage, sleeps: Sleeps
+) -> None:
+    pages = sixty_a_page()
+    killed = RecordingBulkGateway(max_batch=100, killed_at=2)
+    with pytest.raises(Killed):
+        run(storage, FakeSource(pages), killed, sleeps)
+    # The first write (page 1 and 40 of page 2) landed and was recorded; page 1's cursor only.
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
+    done, lost = refs_of(*pages)[:100], refs_of(*pages)[100:]
+    assert all(state(storage, ref) is State.ESCALATED for ref in done)
+    assert all(state(storage, ref) is None for ref in lost)
+
+    # The next run reads from c1: page 2's first 40 are recognised, the other 80 go out in one write.
+    source = FakeSource(pages[1:])
+    gateway = RecordingBulkGateway(max_batch=100)
+    again = run(storage, source, gateway, sleeps)
+    assert source.asked == [("c1", None)]
+    assert gateway.batches == [lost]
+    assert (again.already_handled, again.tickets_escalated, again.bulk_writes, again.complete) == (40, 80, 1, True)
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c3"
+    for ref in refs_of(*pages):
+        history = storage.escalations.history(Platform.ZENDESK, ref)
+        assert [e.transition.to_state for e in history] == [State.ESCALATED]
+
+
+def test_a_source_that_stops_reading_still_gets_the_pages_it_gave_written(
+    storage: SweepStorage, sleeps: Sleeps
+) -> None:
+    pages = sixty_a_page()
+    gateway = RecordingBulkGateway(max_batch=100)
+    report = run(storage, FakeSource(pages, fail_after=2), gateway, sleeps)
+    assert gateway.batches == [refs_of(*pages)[:100], refs_of(*pages)[100:120]]  # the remainder, flushed
+    assert not report.complete and storage.cursors.get(Platform.ZENDESK, "test_events") == "c2"
+
+
+@pytest.mark.parametrize("gateway_type", [RecordingBulkGateway, RecordingGateway], ids=["bulk", "per-ticket"])
+def test_a_ticket_on_several_pages_is_decided_once_per_run(
+    storage: SweepStorage, sleeps: Sleeps, gateway_type: type[RecordingGateway]
+) -> None:
+    pages = [
+        SweepPage([breach("1", 50, "1-reply"), breach("2", 49)], 2, "c1"),
+        SweepPage([breach("1", 20, "1-wait"), breach("3", 19)], 2, "c2"),  # 1 is handled already
+        SweepPage([breach("3", 5, "3-again"), breach("1", 4, "1-again")], 2, "c3"),
+    ]
+    gateway = gateway_type()
+    report = run(storage, FakeSource(pages), gateway, sleeps)
+    if isinstance(gateway, RecordingBulkGateway):
+        assert gateway.batches == [["1", "2"], ["3"]]
+    else:
+        assert [ref for ref, *_ in gateway.applied] == ["1", "2", "3"]
+    assert gateway.reads == []
+    for ref, first in (("1", "1-reply"), ("2", "test-sla:2:49"), ("3", "test-sla:3:19")):
+        assert [e.transition.delivery_id for e in storage.escalations.history(Platform.ZENDESK, ref)] == [first]
+    assert (report.breaches, report.tickets, report.tickets_escalated, report.already_handled) == (6, 3, 3, 0)
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c3"
+
+
+def test_a_waiting_ticket_seen_again_keeps_its_first_breach_and_takes_the_newer_snapshot(
+    storage: SweepStorage, sleeps: Sleeps
+) -> None:
+    newer = ticket("1", group="Billing")
+    pages = [
+        SweepPage([breach("1", 50, "first")], 1, "c1"),  # waits: the batch takes two
+        SweepPage([Breach("1", "agent_work_time", NOW - timedelta(minutes=10), "later", newer), breach("2")], 2, "c2"),
+    ]
+    gateway = RecordingBulkGateway()
+    run(storage, FakeSource(pages), gateway, sleeps)
+    assert gateway.batches == [["1", "2"]]
+    assert gateway.written[0][0] is newer
+    esc = storage.escalations.load(Platform.ZENDESK, "1")
+    assert esc is not None and esc.requested_at == NOW - timedelta(minutes=50)
+    assert [t.delivery_id for t in esc.history] == ["first"]
+    assert esc.previous_group == "Billing"
+
+
+def test_a_busy_ticket_leaves_its_place_in_the_write_to_the_next_one(storage: SweepStorage, sleeps: Sleeps) -> None:
+    locks = BusyLocks(busy={"2": 1})
+    gateway = RecordingBulkGateway()
+    page = SweepPage([breach("1"), breach("2"), breach("3")], 3, "c1")
+    report = run(storage, FakeSource([page]), gateway, sleeps, locks=locks)
+    assert gateway.batches == [["1", "3"], ["2"]]
+    assert locks.attempts == ["~sweep:test_events", "1", "2", "3", "2"]
+    assert sleeps.waits == [2.0]  # before 2 is tried again
+    assert report.complete and report.busy == 0
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
+
+
+def test_a_ticket_that_stays_busy_stops_the_run_at_its_page(storage: SweepStorage, sleeps: Sleeps) -> None:
+    locks = BusyLocks(busy={"3": 99})
+    pages = [
+        SweepPage([breach("1"), breach("2")], 2, "c1"),
+        SweepPage([breach("3"), breach("4")], 2, "c2"),
+        SweepPage([breach("5")], 1, "c3"),
+    ]
+    source = FakeSource(pages)
+    gateway = RecordingBulkGateway()
+    report = run(storage, source, gateway, sleeps, locks=locks, lock_attempts=1)
+    # 4 waits for a full write while 3 is tried again; when 3 gives up, 4 goes out alone and page 3 is not read.
+    assert locks.attempts == ["~sweep:test_events", "1", "2", "3", "4", "3", "4", "4"]
+    assert gateway.batches == [["1", "2"], ["4"]] and source.yielded == 2
+    assert sleeps.waits == [2.0]
+    assert (report.busy, report.tickets_escalated, report.complete) == (1, 3, False)
+    assert report.errors == ["tickets still locked by another worker: 3; their page is read again"]
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
+    assert [state(storage, ref) for ref in "12345"] == [State.ESCALATED] * 2 + [None, State.ESCALATED, None]
+
+    again = run(storage, FakeSource(pages[1:]), RecordingBulkGateway(), sleeps)
+    assert (again.tickets_escalated, again.already_handled, again.complete) == (2, 1, True)
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c3"
 
 
 # --- dry runs and adapters ---------------------------------------------------------------------------------

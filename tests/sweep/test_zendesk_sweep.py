@@ -140,7 +140,8 @@ def test_a_paged_export_escalates_each_standing_breach_once_in_bulk(
     assert zendesk.export_starts() == [epoch(T0), first_end]
     assert zendesk.show_many_calls() == [["101", "103", "105"], ["106"]]
     bodies = zendesk.bulk_bodies()
-    assert [[t["id"] for t in body] for body in bodies] == [[101, 103, 105], [106]]
+    # Page one's three tickets wait for page two's: one bulk write for the run, not one per page.
+    assert [[t["id"] for t in body] for body in bodies] == [[101, 103, 105, 106]]
     item = bodies[0][0]
     assert item["additional_tags"] == ["escalated", "sla_breached"]
     assert item["group_id"] == GROUP_IDS[LEADS]
@@ -169,11 +170,11 @@ def test_a_paged_export_escalates_each_standing_breach_once_in_bulk(
     last_end = epoch(T0 + timedelta(seconds=2012))
     assert storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) == str(last_end)
     assert (report.pages, report.events_read, report.breaches) == (2, 1000 + 14, 5)
-    assert (report.tickets_escalated, report.bulk_writes, report.single_writes) == (4, 2, 0)
+    assert (report.tickets_escalated, report.bulk_writes, report.single_writes) == (4, 1, 0)
     assert report.complete and report.errors == []
-    # 2 exports + 2 show_many + 2 update_many + 2 polls each (working, then completed).
-    assert report.api_calls == len(zendesk.mock.calls) == 10
-    assert source.limiter.waited == 0.0 and sleeps.waits == [0.25, 0.5, 0.25, 0.5]
+    # 2 exports + 2 show_many + 1 update_many + 2 polls (working, then completed).
+    assert report.api_calls == len(zendesk.mock.calls) == 7
+    assert source.limiter.waited == 0.0 and sleeps.waits == [0.25, 0.5]
 
 
 def test_the_next_run_starts_from_the_stored_cursor_and_finds_nothing_new(
@@ -195,29 +196,38 @@ def test_the_next_run_starts_from_the_stored_cursor_and_finds_nothing_new(
 # --- a crash between pages ------------------------------------------------------------------------
 
 
-def test_a_failed_write_on_page_two_keeps_the_cursor_and_the_rerun_escalates_nothing_twice(
+def test_a_failed_second_bulk_write_keeps_the_cursor_after_page_one_and_the_rerun_escalates_nothing_twice(
     storage: SweepStorage, zendesk: ZendeskSweepApi, sleeps: Sleeps
 ) -> None:
-    zendesk.events = paged_events()
-    zendesk.open_tickets(range(101, 108))
+    # 180 tickets breaching one second apart, 60 events a page: pages of 60, 60, 60 and 3 events (the
+    # event at each boundary comes again on the next page), 60 + 59 + 59 + 2 tickets.
+    refs = list(range(1000, 1180))
+    zendesk.events = [metric_event(i + 1, ref, "breach", T0 + timedelta(seconds=i)) for i, ref in enumerate(refs)]
+    zendesk.open_tickets(refs)
+    zendesk.page_size, zendesk.working_polls = 60, 0
     zendesk.bulk_failures = [None, (500, {"error": "InternalError", "description": "try later"}, {})]
     _, source = make_source(sleeps)
+    source.page_size = 60
     first = sweep(storage, source, sleeps, since=T0)
 
-    first_end = epoch(T0 + timedelta(seconds=999))
+    ends = [epoch(T0 + timedelta(seconds=s)) for s in (59, 118, 177, 179)]
+    assert zendesk.export_starts() == [epoch(T0), *ends[:3]]
+    # Two writes for the run: 100 (page one and 40 of page two), then the other 80, which fails.
+    assert [[t["id"] for t in body] for body in zendesk.bulk_bodies()] == [refs[:100], refs[100:]]
     assert not first.complete and "Zendesk answered 500" in first.errors[0]
-    assert storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) == str(first_end)  # page one only
-    assert storage.escalations.load(Platform.ZENDESK, "106") is None
+    assert storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) == str(ends[0])  # page one's: all of it landed
+    assert all(escalated_transitions(storage, str(r)) == 1 for r in refs[:100])
+    assert all(storage.escalations.load(Platform.ZENDESK, str(r)) is None for r in refs[100:])
     assert zendesk.single_puts() == []  # a 5xx on the bulk write is not retried ticket by ticket now
 
-    # The rerun (no --since): page one is not read again, page two is handled once.
+    # The rerun (no --since) reads from page two: its first 41 tickets are recognised, the other 80 are one write.
     second = sweep(storage, source, sleeps)
-    assert zendesk.export_starts() == [epoch(T0), first_end, first_end]
-    assert [[t["id"] for t in body] for body in zendesk.bulk_bodies()] == [[101, 103, 105], [106], [106]]
-    assert second.complete and second.tickets_escalated == 1
-    for ref in ("101", "103", "105", "106"):
-        assert escalated_transitions(storage, ref) == 1
-    assert storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) == str(epoch(T0 + timedelta(seconds=2012)))
+    assert zendesk.export_starts()[4:] == ends[:3]
+    assert [[t["id"] for t in body] for body in zendesk.bulk_bodies()][2:] == [refs[100:]]
+    assert (second.complete, second.tickets_escalated, second.already_handled, second.bulk_writes) == (True, 80, 41, 1)
+    assert all(escalated_transitions(storage, str(r)) == 1 for r in refs)
+    assert all(len(storage.escalations.history(Platform.ZENDESK, str(r))) == 1 for r in refs)
+    assert storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) == str(ends[3])
 
 
 def test_a_page_read_again_recognises_the_breaches_it_already_handled(
