@@ -9,8 +9,10 @@ the pages are read through the same zenpy session with the gateway's `_get`.
 A `breach` event is still real when it is not `deleted` and no later `fulfill` or
 `update_status` event of the same ticket, metric and instance follows it on the page. The
 page's tickets are read together (`show_many`, 100 at a time), so the sweep does not read
-them one by one. The export allows 10 requests a minute: a sliding-window limiter sleeps
-(through an injectable sleep) before the 11th, and a 429 waits out its Retry-After.
+them one by one, and each ticket once per run: a ticket an earlier page already gave comes
+again without a snapshot (run_sweep decides each ticket once per run, from the first). The
+export allows 10 requests a minute: a sliding-window limiter sleeps (through an injectable
+sleep) before the 11th, and a 429 waits out its Retry-After.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ class ZendeskSweepSource:
     def pages(self, cursor: str | None, since: datetime | None) -> Iterator[SweepPage]:
         """Export pages from the start time, oldest first, each with its still-real breaches and its end_time."""
         start = first = self.start_time(cursor, since)
+        given: set[str] = set()  # tickets read on an earlier page of this run
+        gone: set[str] = set()  # tickets show_many did not return (deleted)
         while True:
             if start > (self.clock() - MIN_AGE).timestamp():
                 return  # caught up: Zendesk would refuse a start_time this recent
@@ -155,7 +159,7 @@ class ZendeskSweepSource:
                 raise TransientError("export ticket metric events: a page without a ticket_metric_events list")
             end_time = data.get("end_time")
             end = int(end_time) if isinstance(end_time, int | float) and not isinstance(end_time, bool) else None
-            breaches = self._breaches(events)
+            breaches = self._breaches(events, given, gone)
             now = self.clock().timestamp()
             done = min(max((end - first) / (now - first), 0.0), 1.0) if end is not None and now > first else None
             yield SweepPage(breaches, len(events), str(end) if end is not None else None, progress=done)
@@ -184,7 +188,7 @@ class ZendeskSweepSource:
                 raise TransientError("export ticket metric events: Zendesk answered without an export page")
             return data
 
-    def _breaches(self, events: Sequence[Any]) -> list[Breach]:
+    def _breaches(self, events: Sequence[Any], given: set[str], gone: set[str]) -> list[Breach]:
         found = [
             Breach(
                 ticket_ref=_key(event)[0],
@@ -196,7 +200,7 @@ class ZendeskSweepSource:
         ]
         if not found or not self.read_tickets:
             return found
-        refs = list(dict.fromkeys(b.ticket_ref for b in found))
+        refs = [r for r in dict.fromkeys(b.ticket_ref for b in found) if r not in given and r not in gone]
         snapshots: dict[str, TicketSnapshot] = {}
         for start in range(0, len(refs), self.gateway.max_batch):
             chunk = refs[start : start + self.gateway.max_batch]
@@ -205,9 +209,13 @@ class ZendeskSweepSource:
         kept: list[Breach] = []
         for breach in found:
             snapshot = snapshots.get(breach.ticket_ref)
-            if snapshot is None:
+            if snapshot is not None:
+                kept.append(replace(breach, snapshot=snapshot))
+            elif breach.ticket_ref in given:
+                kept.append(breach)  # read on an earlier page: the run has its snapshot (and decides it once)
+            elif breach.ticket_ref not in gone:
+                gone.add(breach.ticket_ref)
                 log.info("ticket %s breached %s but is gone (deleted); nothing to escalate", breach.ticket_ref,
                          breach.metric)  # fmt: skip
-                continue
-            kept.append(replace(breach, snapshot=snapshot))
+        given.update(snapshots)
         return kept

@@ -212,6 +212,10 @@ def test_a_failed_second_bulk_write_keeps_the_cursor_after_page_one_and_the_reru
 
     ends = [epoch(T0 + timedelta(seconds=s)) for s in (59, 118, 177, 179)]
     assert zendesk.export_starts() == [epoch(T0), *ends[:3]]
+    # Each ticket is read once, the one at a page boundary too (1059 and 1118 are not asked for again).
+    assert [[int(i) for i in ids] for ids in zendesk.show_many_calls()] == [
+        refs[:60], refs[60:119], refs[119:178], refs[178:]
+    ]  # fmt: skip
     # Two writes for the run: 100 (page one and 40 of page two), then the other 80, which fails.
     assert [[t["id"] for t in body] for body in zendesk.bulk_bodies()] == [refs[:100], refs[100:]]
     assert not first.complete and "Zendesk answered 500" in first.errors[0]
@@ -241,6 +245,34 @@ def test_a_page_read_again_recognises_the_breaches_it_already_handled(
     assert again.already_handled == 2 and again.tickets_escalated == 0
     assert len(zendesk.bulk_bodies()) == 1
     assert [len(storage.escalations.history(Platform.ZENDESK, r)) for r in ("101", "102")] == [1, 1]
+
+
+def test_a_ticket_on_several_pages_is_read_and_decided_once_per_run(
+    storage: SweepStorage, zendesk: ZendeskSweepApi, sleeps: Sleeps
+) -> None:
+    zendesk.page_size, zendesk.working_polls = 3, 0
+    zendesk.events = [
+        metric_event(1, 101, "breach", T0, metric="reply_time"),
+        metric_event(2, 102, "breach", T0 + timedelta(seconds=1)),  # deleted: show_many leaves it out
+        metric_event(3, 103, "breach", T0 + timedelta(seconds=2)),
+        metric_event(4, 101, "breach", T0 + timedelta(seconds=3), metric="agent_work_time"),
+        metric_event(5, 102, "breach", T0 + timedelta(seconds=4), metric="agent_work_time"),
+        metric_event(6, 104, "breach", T0 + timedelta(seconds=5)),
+        metric_event(7, 101, "breach", T0 + timedelta(seconds=6), metric="requester_wait_time"),
+    ]
+    zendesk.open_tickets([101, 103, 104])
+    _, source = make_source(sleeps)
+    source.page_size = 3
+    report = sweep(storage, source, sleeps, since=T0)
+
+    # Pages [1 2 3], [3 4 5], [5 6 7], [7]: 101, 102 and 103 are asked for once, 104 when it first comes.
+    assert zendesk.show_many_calls() == [["101", "102", "103"], ["104"]]
+    assert [[t["id"] for t in body] for body in zendesk.bulk_bodies()] == [[101, 103, 104]]
+    (entry,) = storage.escalations.history(Platform.ZENDESK, "101")
+    assert entry.transition.delivery_id == "zendesk-sla:1"  # dated by its first breach
+    assert storage.escalations.load(Platform.ZENDESK, "102") is None
+    assert (report.pages, report.breaches, report.tickets, report.tickets_escalated) == (4, 7, 3, 3)
+    assert (report.already_handled, report.complete) == (0, True)
 
 
 # --- 100 tickets per bulk write ---------------------------------------------------------------------
