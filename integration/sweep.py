@@ -78,7 +78,11 @@ class SweepSource(Protocol):
     name: str  # cursor name in SweepCursors
 
     def pages(self, cursor: str | None, since: datetime | None) -> Iterator[SweepPage]:
-        """Pages from `cursor` (the last one stored), or from `since` when given (it wins), or the source's default."""
+        """Pages from `cursor` (the last one stored), or from `since` when given (it wins), or the source's default.
+
+        A ticket an earlier page of the same call gave may come again without its snapshot:
+        run_sweep decides each ticket once per run, from the breach and snapshot it got first.
+        """
         ...
 
     def api_calls(self) -> int:
