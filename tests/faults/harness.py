@@ -226,10 +226,10 @@ class Deployment:
                 stuck.append(process.name)
         assert not stuck, f"{stuck} did not stop on SIGTERM\n{self.logs()}"
 
-    def worker_said(self, needle: str) -> list[str]:
-        """This scenario's worker log messages (JSON lines) that contain `needle`."""
+    def worker_said(self, needle: str, *, run: int | None = None) -> list[str]:
+        """This scenario's worker log messages (JSON lines) that contain `needle`: all runs, or run number `run`."""
         found = []
-        for path in self.worker_logs:
+        for path in self.worker_logs if run is None else self.worker_logs[run : run + 1]:
             for line in path.read_text(errors="replace").splitlines():
                 try:
                     message = str(json.loads(line).get("message", ""))

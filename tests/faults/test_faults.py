@@ -272,7 +272,9 @@ def test_worker_killed_mid_batch(tierup: Deployment, standin: ZendeskStandIn) ->
 
     rows = tierup.wait_settled("kill", len(sent))
     assert_outcome(tierup, sent, rows)
-    assert tierup.worker_said("recovered")
+    # The restarted worker queued again exactly what the dead one left in flight (and what it never started).
+    recovered = tierup.worker_said("left in flight", run=1)[0]  # the first: on start
+    assert {r.id for r in in_flight} <= {int(i) for i in recovered.rpartition(": ")[2].split(", ")}, recovered
     rerun = {r.delivery_id: r.attempts for r in rows if r.id in {f.id for f in in_flight}}
     assert rerun and set(rerun.values()) == {2}, rerun
     assert tierup.worker_said("is already on the ticket; not sent again")
