@@ -36,7 +36,7 @@ from tests.faults.harness import (
 )
 from tests.standin.zendesk import Served, ZendeskStandIn
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
 BASE_TAGS = {"gym", "tierup_reason_wrong_resolution"}  # the stand-in ticket's own tags, which must stay
 STATE_TAGS = {"escalated", "escalation_confirmed", "escalation_cancelled"}
