@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Connection,
     DateTime,
     Dialect,
     Engine,
@@ -32,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -42,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -51,7 +51,6 @@ from integration.model import OPEN_STATES, Decision, Escalation, Platform, State
 from integration.ports import Delivery
 
 DEFAULT_DATABASE_URL = "sqlite:///tierup.db"
-SINGLE_STATEMENT = "tierup_single_statement"  # execution option: see Database.single_statement
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -227,8 +226,6 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get(SINGLE_STATEMENT):
-            return  # Database.single_statement: the statement is its own transaction
         # Take the write lock up front: a deferred transaction that later writes fails at once
         # with "database is locked" when another process wrote meanwhile; the busy timeout
         # only helps a transaction that asks for the lock when it starts.
@@ -250,24 +247,6 @@ class Database:
         """A session whose work commits together at the end of the block (or rolls back)."""
         with self._sessions.begin() as session:
             yield session
-
-    @contextmanager
-    def single_statement(self) -> Iterator[Connection]:
-        """A connection for one statement that commits on its own (autocommit): no BEGIN, no COMMIT.
-
-        For the webhook's insert, the hottest write: on SQLite the write lock is then held only
-        inside the statement, never while Python (waiting for the GIL among gunicorn's threads)
-        runs between BEGIN and COMMIT, which made writers in the other processes back off and
-        sleep; on PostgreSQL it saves two round trips.
-        """
-        if self.engine.dialect.name == "sqlite":
-            # The driver runs in autocommit (isolation_level None); skipping BEGIN IMMEDIATE leaves it so.
-            options: dict[str, Any] = {SINGLE_STATEMENT: True}
-        else:
-            options = {"isolation_level": "AUTOCOMMIT"}
-        with self.engine.connect().execution_options(**options) as conn:
-            yield conn
-            conn.commit()  # ends SQLAlchemy's view of the transaction; the database already committed
 
     def ping(self) -> None:
         """Raise unless the database answers."""
@@ -407,7 +386,64 @@ class Recorded:
     created: bool  # False: the same platform + delivery id was stored before
 
 
-_INSERT_DELIVERY = insert(DeliveryRow)
+class _DeliveryInsert:
+    """The inbox's INSERT, compiled once for the engine's dialect and run straight on the DBAPI connection.
+
+    Every webhook stores one delivery, and SQLAlchemy's execution machinery (events, execution
+    context, result set-up, transaction bookkeeping) cost more than the database's own write
+    (benchmarks/ingest.py). The SQL and the columns' bind processors are SQLAlchemy's, so the
+    stored values are exactly what the ORM stores. The statement commits on its own (autocommit):
+    on SQLite the write lock is then held only inside the statement, never while Python (waiting
+    for the GIL among gunicorn's threads) runs between BEGIN and COMMIT, which made writers in
+    the other processes back off and sleep; on PostgreSQL it saves the BEGIN and COMMIT round
+    trips. DBAPI errors come out as SQLAlchemy's (IntegrityError for a duplicate, ...).
+    """
+
+    COLUMNS = (
+        "platform", "delivery_id", "kind", "ticket_ref", "headers", "body", "received_at", "occurred_at", "status",
+        "attempts", "updated_at",
+    )  # fmt: skip
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        dialect = engine.dialect
+        table: Any = DeliveryRow.__table__
+        statement: Any = insert(table).values({name: bindparam(name) for name in self.COLUMNS})
+        self.sqlite = dialect.name == "sqlite"
+        if not self.sqlite:
+            statement = statement.returning(table.c.id)
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.order: tuple[str, ...] | None = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self.processors = [
+            (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self.COLUMNS
+        ]
+        self.dbapi_error: Any = dialect.loaded_dbapi.Error
+
+    def __call__(self, values: Mapping[str, Any]) -> int:
+        """Insert one row; its id."""
+        bound = {name: process(values[name]) if process else values[name] for name, process in self.processors}
+        params: Any = tuple(bound[name] for name in self.order) if self.order is not None else bound
+        raw = self.engine.raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            if not self.sqlite:
+                driver.autocommit = True  # SQLite's driver connection is in autocommit already (make_engine)
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self.sql, params)
+                row_id = cursor.lastrowid if self.sqlite else cast(Any, cursor.fetchone())[0]
+            finally:
+                cursor.close()
+            return int(row_id)
+        except self.dbapi_error as exc:
+            if self.engine.dialect.is_disconnect(exc, raw.dbapi_connection, None):
+                raw.invalidate(exc)
+            raise DBAPIError.instance(self.sql, None, exc, self.dbapi_error) from exc
+        finally:
+            if not self.sqlite and raw.dbapi_connection is not None:
+                driver.autocommit = False
+            raw.close()
 
 
 class Inbox:
@@ -415,6 +451,7 @@ class Inbox:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._insert = _DeliveryInsert(db.engine)
 
     def record(
         self, delivery: Delivery, *, kind: str, ticket_ref: str | None, occurred_at: datetime | None = None
@@ -434,12 +471,8 @@ class Inbox:
             "updated_at": delivery.received_at,
         }
         try:
-            # Every webhook comes through here: one Core INSERT (a statement compiled once), not the
-            # ORM's unit of work, which cost three times as much (benchmarks/ingest.py).
-            with self.db.single_statement() as conn:
-                key = conn.execute(_INSERT_DELIVERY, values).inserted_primary_key
-                assert key is not None
-                return Recorded(int(key[0]), created=True)
+            # Every webhook comes through here: one INSERT, compiled once, committing on its own.
+            return Recorded(self._insert(values), created=True)
         except IntegrityError:
             # The unique constraint on (platform, delivery_id) decides, even between processes.
             existing = self.find(delivery.platform, delivery.delivery_id)
