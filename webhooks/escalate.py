@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask import Blueprint, Flask, Request, Response, current_app, render_template, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from itsdangerous import URLSafeTimedSerializer
 from jinja2 import TemplateError
@@ -94,8 +94,16 @@ class StoredKeySessions(SecureCookieSessionInterface):
     webhooks do not need one; the form and dashboard answer 503).
     """
 
+    # Machine-to-machine paths carry no cookie worth reading: they get Flask's null session.
+    SESSIONLESS = ("/webhooks/", "/healthz", "/readyz", "/metrics")
+
     def __init__(self, load_key: Callable[[], str]) -> None:
         self._load_key = load_key
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith(self.SESSIONLESS):
+            return None  # Flask's null session: nothing read, nothing saved
+        return super().open_session(app, request)
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         if not app.secret_key:
