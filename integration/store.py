@@ -8,7 +8,9 @@ schema is owned by the Alembic migrations in integration/migrations (`Database.u
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +51,8 @@ from sqlalchemy.types import TypeDecorator
 from integration.codec import action_from_json, action_to_json, escalation_from_json, escalation_to_json
 from integration.model import OPEN_STATES, Decision, Escalation, Platform, State, Transition
 from integration.ports import Delivery
+
+log = logging.getLogger("tierup.store")
 
 DEFAULT_DATABASE_URL = "sqlite:///tierup.db"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -241,6 +245,11 @@ class Database:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._before_dispose: list[Callable[[], None]] = []
+
+    def before_dispose(self, hook: Callable[[], None]) -> None:
+        """Run `hook` before the engine is disposed (connections held outside the pool go back first)."""
+        self._before_dispose.append(hook)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -268,6 +277,8 @@ class Database:
             return MigrationContext.configure(connection).get_current_revision()
 
     def dispose(self) -> None:
+        for hook in self._before_dispose:
+            hook()
         self.engine.dispose()
 
 
@@ -419,16 +430,22 @@ class _DeliveryInsert:
             (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self.COLUMNS
         ]
         self.dbapi_error: Any = dialect.loaded_dbapi.Error
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[Any] = []
 
     def __call__(self, values: Mapping[str, Any]) -> int:
         """Insert one row; its id."""
         bound = {name: process(values[name]) if process else values[name] for name, process in self.processors}
         params: Any = tuple(bound[name] for name in self.order) if self.order is not None else bound
-        raw = self.engine.raw_connection()
-        driver: Any = raw.driver_connection
         try:
-            if not self.sqlite:
-                driver.autocommit = True  # SQLite's driver connection is in autocommit already (make_engine)
+            return self._insert(params, reconnect=True)
+        except _Reconnect:
+            return self._insert(params, reconnect=False)  # once more, on a fresh connection
+
+    def _insert(self, params: Any, *, reconnect: bool) -> int:
+        raw = self._held()
+        try:
             cursor = raw.cursor()
             try:
                 cursor.execute(self.sql, params)
@@ -437,13 +454,61 @@ class _DeliveryInsert:
                 cursor.close()
             return int(row_id)
         except self.dbapi_error as exc:
+            self._local.raw = None
             if self.engine.dialect.is_disconnect(exc, raw.dbapi_connection, None):
+                # The server went away (a restart, an idle timeout): that connection is gone, not the row's fault.
+                self._forget(raw)
                 raw.invalidate(exc)
+                if reconnect:
+                    raise _Reconnect from exc
+            else:
+                self._release(raw)
             raise DBAPIError.instance(self.sql, None, exc, self.dbapi_error) from exc
-        finally:
-            if not self.sqlite and raw.dbapi_connection is not None:
-                driver.autocommit = False
-            raw.close()
+
+    def _held(self) -> Any:
+        """This thread's connection, checked out of the pool once and kept (in autocommit).
+
+        Checking a connection out and back in for every webhook cost as much as the INSERT
+        itself (and on PostgreSQL a pre-ping round trip); each server thread keeps one instead.
+        """
+        raw: Any = getattr(self._local, "raw", None)
+        if raw is not None and raw.dbapi_connection is not None:
+            return raw
+        raw = self.engine.raw_connection()
+        if not self.sqlite:
+            raw.driver_connection.autocommit = True  # SQLite's is in autocommit already (make_engine)
+        self._local.raw = raw
+        with self._lock:
+            self._all.append(raw)
+        return raw
+
+    def _forget(self, raw: Any) -> None:
+        with self._lock:
+            if raw in self._all:
+                self._all.remove(raw)
+
+    def _release(self, raw: Any) -> None:
+        self._forget(raw)
+        if raw.dbapi_connection is not None and not self.sqlite:
+            raw.driver_connection.autocommit = False
+        raw.close()
+
+    def close(self) -> None:
+        """Give every held connection back to the pool (before the engine is disposed)."""
+        with self._lock:
+            held, self._all = self._all, []
+        for raw in held:
+            try:
+                if raw.dbapi_connection is not None and not self.sqlite:
+                    raw.driver_connection.autocommit = False
+                raw.close()
+            except Exception:  # closing what may already be broken
+                log.debug("closing a held inbox connection failed", exc_info=True)
+        self._local = threading.local()
+
+
+class _Reconnect(Exception):
+    """The held connection was found dead: insert once more on a new one."""
 
 
 class Inbox:
@@ -452,6 +517,7 @@ class Inbox:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._insert = _DeliveryInsert(db.engine)
+        db.before_dispose(self._insert.close)
 
     def record(
         self, delivery: Delivery, *, kind: str, ticket_ref: str | None, occurred_at: datetime | None = None

@@ -177,6 +177,32 @@ def test_concurrent_duplicates_store_one_row(db: Database) -> None:
     assert len({r.id for r in results}) == 1
 
 
+def test_each_thread_keeps_one_connection_for_the_inbox_and_gives_it_back(db: Database) -> None:
+    inbox = Inbox(db)
+    for n in range(5):
+        inbox.record(delivery(f"d-{n}"), kind="k", ticket_ref="4016")
+    pool = db.engine.pool
+    assert pool.checkedout() == 1  # held by this thread between deliveries, not checked out per delivery
+    db.dispose()
+    assert pool.checkedout() == 0
+
+
+@pytest.mark.scaleout
+def test_a_held_connection_the_server_dropped_is_replaced_without_losing_the_delivery(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    db.upgrade()
+    inbox = Inbox(db)
+    inbox.record(delivery("d-before"), kind="k", ticket_ref="4016")
+    held = inbox._insert._local.raw.driver_connection.info.backend_pid
+    with db.engine.connect() as admin:
+        # The server ends the inbox's connection (a restart, an idle timeout, a failover).
+        assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": held}).scalar() is True
+    recorded = inbox.record(delivery("d-after"), kind="k", ticket_ref="4016")
+    assert recorded.created
+    assert [row.delivery_id for row in inbox.recent()] == ["d-after", "d-before"]
+    db.dispose()
+
+
 def test_claim_counts_attempts_and_only_one_claim_wins(db: Database) -> None:
     inbox = Inbox(db)
     row_id = inbox.record(delivery(), kind="k", ticket_ref="4016").id
