@@ -87,7 +87,7 @@ def serve_bare(port: int) -> None:
     from flask import Flask, jsonify, request
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
-    from integration.ops_commands import web_server_options
+    from integration.cli.ops import web_server_options
 
     app = Flask("bare")
 

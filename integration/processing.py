@@ -18,8 +18,6 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy.exc import OperationalError
-
 from integration.logs import log_context
 from integration.model import (
     SYSTEM,
@@ -45,7 +43,14 @@ from integration.ports import (
     TransientError,
 )
 from integration.service import handle_event
-from integration.store import PENDING_STATUSES, DeliveryStatus, Inbox, SqlEscalationStore, StoredDelivery
+from integration.store import (
+    PENDING_STATUSES,
+    DatabaseUnavailable,
+    DeliveryStatus,
+    Inbox,
+    SqlEscalationStore,
+    StoredDelivery,
+)
 
 log = logging.getLogger("tierup.worker")
 
@@ -303,7 +308,7 @@ class Worker:
                 )
         except (TransientError, Conflict) as exc:
             return self._retry_later(row, exc)
-        except OperationalError as exc:
+        except DatabaseUnavailable as exc:
             # The database went away or stayed locked: worth another go, like a 503.
             return self._retry_later(row, exc)
         except (PermanentError, PayloadError) as exc:

@@ -58,7 +58,7 @@ class ChannelSettings:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """Everything the web side needs, built by the composition root (integration.ops_commands)."""
+    """Everything the web side needs, built by the composition root (integration.cli.ops)."""
 
     settings: CoreSettings
     adapters: Mapping[Platform, PlatformAdapter]

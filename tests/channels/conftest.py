@@ -11,8 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from integration.cli.ops import Runtime, build_runtime
 from integration.model import Platform
-from integration.ops_commands import Runtime, build_runtime
 from tests.channels.fakes import REQUESTER, KnownTickets, helpdesk
 from tests.infra.fakes import Clock, SignedAdapter
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from werkzeug.serving import make_server
 
+from integration.cli.ops import Runtime
 from integration.model import Platform, State
-from integration.ops_commands import Runtime
 from tests.channels.conftest import ADMIN_TOKEN, MakeRuntime
 from tests.channels.fakes import REQUESTER, KnownTickets, helpdesk
 from tests.conftest import in_ci

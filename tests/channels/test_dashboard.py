@@ -10,8 +10,8 @@ from html import unescape
 import pytest
 from flask.testing import FlaskClient
 
+from integration.cli.ops import Runtime
 from integration.model import Command, Person, Platform, State
-from integration.ops_commands import Runtime
 from integration.service import DryRunGateway, handle_event
 from tests.channels.conftest import ADMIN_TOKEN, MakeRuntime, csrf_of, login, submit
 from tests.channels.fakes import KnownTickets, ticket

@@ -20,8 +20,8 @@ import responses
 from flask.testing import FlaskClient
 
 from adapters.jira.wiki import html_to_wiki
+from integration.cli.ops import Runtime, build_runtime
 from integration.model import InternalNote, LinkRole, LinkTicket, Platform, PublicReply, State, Transition
-from integration.ops_commands import Runtime, build_runtime
 from integration.store import DeliveryStatus
 from tests.infra.fakes import Clock
 from tests.jira.conftest import ENV, NOW, SITE, Site, fixture, sign

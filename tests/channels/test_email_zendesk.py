@@ -21,8 +21,8 @@ import responses
 from flask.testing import FlaskClient
 
 from adapters.zendesk.gateway import html_to_text
+from integration.cli.ops import Runtime, build_runtime
 from integration.model import InternalNote, LinkRole, LinkTicket, Platform, PublicReply, SetDue, State, Transition
-from integration.ops_commands import Runtime, build_runtime
 from integration.store import DeliveryStatus
 from tests.infra.fakes import Clock
 from tests.zendesk.helpers import (

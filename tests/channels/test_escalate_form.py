@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 import pytest
 from flask.testing import FlaskClient
 
+from integration.cli.ops import Runtime
 from integration.forms import FORM_KIND, FORM_SOURCE_HEADER, MAX_RATIONALE
 from integration.model import Platform, State
-from integration.ops_commands import Runtime
 from integration.store import DeliveryStatus
 from tests.channels.conftest import MakeRuntime, csrf_of, form_fields, submit
 from tests.channels.fakes import CC, KnownTickets

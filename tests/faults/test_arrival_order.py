@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from integration.cli.ops import Runtime, build_runtime
 from integration.model import Platform, State
-from integration.ops_commands import Runtime, build_runtime
 from integration.store import DeliveryStatus
 from tests.faults.harness import FIELD_IDS, SECRET, deliveries, signed_headers
 from tests.standin.zendesk import ZendeskStandIn

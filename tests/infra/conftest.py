@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from integration.cli.ops import Runtime, build_runtime
 from integration.model import Platform
-from integration.ops_commands import Runtime, build_runtime
 from integration.queue import TaskQueue
 from integration.store import DeliveryStatus
 from tests.infra.fakes import Clock, SignedAdapter, signed

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from integration.cli import main
+from integration.cli.ops import Runtime, build_runtime
 from integration.codec import escalation_from_json
 from integration.config import load_env
 from integration.model import Platform, State
-from integration.ops_commands import Runtime, build_runtime
 from integration.ports import Delivery, PermanentError
 from integration.store import DeliveryStatus
 from tests.infra.conftest import head_revision, post, wait_until

@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from integration.cli.ops import Runtime
 from integration.model import Platform
-from integration.ops_commands import Runtime
 from integration.ports import SignatureError
 from integration.store import DeliveryStatus
 from tests.infra.conftest import MakeRuntime, post

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask.testing import FlaskClient
 
+from integration.cli.ops import Runtime
 from integration.model import SYSTEM, AddTags, AssignGroup, Decision, Platform, State
-from integration.ops_commands import Runtime
 from integration.ports import Conflict, Delivery, PermanentError, TransientError
 from integration.processing import Outcome, RetryPolicy
 from integration.queue import HueyTicketLocks

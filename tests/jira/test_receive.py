@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from integration.cli.ops import Runtime, build_runtime
 from integration.model import Platform, State
-from integration.ops_commands import Runtime, build_runtime
 from integration.store import DeliveryStatus
 from tests.jira.conftest import ENV, NOW, Site, fixture, raw, sign
 

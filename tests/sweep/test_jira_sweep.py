@@ -17,8 +17,8 @@ import responses
 from adapters.jira.parse import JiraPayloadError
 from adapters.jira.settings import JiraSettings
 from adapters.jira.sweep import JiraSweepSource, breached_jql, jql_string
+from integration.cli.ops import Runtime, build_runtime
 from integration.model import SYSTEM, Channel, EscalationRequest, Ignored, Platform, Priority, Reason, State
-from integration.ops_commands import Runtime, build_runtime
 from integration.store import DeliveryStatus
 from integration.sweep import SweepReport, run_sweep, sweep_source_of
 from tests.infra.fakes import Clock

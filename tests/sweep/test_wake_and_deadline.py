@@ -21,8 +21,8 @@ import pytest
 import responses
 
 from adapters.zendesk.gateway import html_to_text
+from integration.cli.ops import Runtime, build_runtime
 from integration.model import SYSTEM, Platform, State
-from integration.ops_commands import Runtime, build_runtime
 from integration.queue import DEADLINE_TASK
 from integration.store import DeliveryStatus
 from tests.infra.fakes import Clock

@@ -19,11 +19,11 @@ from flask.testing import FlaskClient
 from adapters.zendesk.gateway import ZendeskGateway, zenpy_client
 from adapters.zendesk.settings import ZendeskSettings
 from adapters.zendesk.sweep import CURSOR_NAME, RateLimiter, ZendeskSweepSource, still_real_breaches
+from integration.cli.ops import Runtime, build_runtime
+from integration.cli.sweep import SWEEP_TASK_PREFIX, sweep_once
 from integration.model import Platform, State
-from integration.ops_commands import Runtime, build_runtime
 from integration.policy import Policy, load_policy
 from integration.sweep import SWEEP_ACTOR, SweepReport, run_sweep, sweep_source_of
-from integration.sweep_command import SWEEP_TASK_PREFIX, sweep_once
 from tests.infra.fakes import Clock
 from tests.sweep.conftest import T0, Sleeps, SweepStorage, ZendeskSweepApi, epoch, metric_event
 from tests.zendesk.helpers import GROUP_IDS, NOTE_FIELD, NOW, changed, env, fixture, signed_headers
@@ -640,7 +640,7 @@ def test_tierup_sweep_refuses_a_bad_since(workdir: Path, capsys: pytest.CaptureF
 def test_the_progress_line_draws_a_bar_in_place() -> None:
     import io
 
-    from integration.sweep_command import ProgressLine
+    from integration.cli.sweep import ProgressLine
 
     stream = io.StringIO()
     line = ProgressLine(stream, "zendesk sweep", min_interval=0.0)

@@ -15,8 +15,8 @@ import responses
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from integration.cli.ops import Runtime, build_runtime
 from integration.model import Platform, State
-from integration.ops_commands import Runtime, build_runtime
 from integration.store import DeliveryStatus
 from tests.zendesk.helpers import NOW, FakeZendesk, changed, env, fixture, signed_headers
 

@@ -2,7 +2,7 @@
 
 `DATABASE_URL` selects the database; the default is a SQLite file in the working directory,
 opened in WAL mode with a busy timeout so the web server and the worker can share it. The
-schema is owned by the Alembic migrations in integration/migrations (`Database.upgrade`).
+schema is owned by the Alembic migrations in integration/store/migrations (`Database.upgrade`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -55,6 +55,8 @@ from integration.ports import Delivery
 log = logging.getLogger("tierup.store")
 
 DEFAULT_DATABASE_URL = "sqlite:///tierup.db"
+# The database went away or stayed locked: callers outside the store treat it as transient.
+DatabaseUnavailable = OperationalError
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

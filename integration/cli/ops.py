@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from integration.cli import CommandError
 from integration.config import ConfigError, CoreSettings, load_env
 from integration.model import Platform
 from integration.ports import PlatformAdapter
@@ -41,18 +42,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class CommandError(Exception):
-    """Bad input to an ops command: printed as one line, exit status 2."""
-
-
 Handler = Callable[[argparse.Namespace], int]
 
 
 def one_line_errors(handler: Handler) -> Handler:
-    """Bad input and unreachable services end the command with one line on stderr and status 2.
+    """An unreachable database or queue ends the command with one line on stderr and status 2.
 
-    Handled here rather than by integration.cli.main: run as `python -m integration.cli`,
-    that module is __main__ and its CommandError is not the one an import would see.
+    (Bad input, CommandError, is answered the same way by integration.cli.main.)
     """
 
     def run(args: argparse.Namespace) -> int:
@@ -63,8 +59,6 @@ def one_line_errors(handler: Handler) -> Handler:
 
         try:
             return handler(args)
-        except CommandError as exc:
-            print(f"tierup: {exc}", file=sys.stderr)
         except (SQLAlchemyError, RedisError, OSError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             print(f"tierup: {Redactor(secret_values(load_env()))(first)}", file=sys.stderr)
@@ -231,7 +225,7 @@ def build_runtime(
         metrics=metrics, clock=clock, notes=notes,
     )  # fmt: skip
     # The SLA sweeps: one periodic task per adapter that offers a sweep source (issue #6).
-    from integration.sweep_command import register_sweep_tasks
+    from integration.cli.sweep import register_sweep_tasks
 
     register_sweep_tasks(runtime)
     return runtime

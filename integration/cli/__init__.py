@@ -161,9 +161,9 @@ def _registrars() -> list[Callable[[Any], None]]:
     # Each part of the service adds its own commands; imported here, the composition root.
     from adapters.jira import commands as jira_commands
     from adapters.zendesk import commands as zendesk_commands
-    from integration import ops_commands, sweep_command
+    from integration.cli import ops, sweep
 
-    return [ops_commands.register, zendesk_commands.register, jira_commands.register, sweep_command.register]
+    return [ops.register, zendesk_commands.register, jira_commands.register, sweep.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,7 +181,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

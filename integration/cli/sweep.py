@@ -1,6 +1,6 @@
 """`tierup sweep` and the periodic SLA sweeps: each adapter's SweepSource through integration.sweep.run_sweep.
 
-Part of the composition root (like ops_commands): an adapter offers `sweep_source()`, the
+Part of the composition root (like integration.cli.ops): an adapter offers `sweep_source()`, the
 worker runs one periodic Huey task per source every TIERUP_SWEEP_INTERVAL seconds, and the
 command runs them on demand with a progress line on a terminal and a summary at the end.
 """
@@ -21,7 +21,7 @@ from integration.ports import PlatformAdapter
 from integration.sweep import SweepReport, SweepSource, run_sweep, sweep_source_of
 
 if TYPE_CHECKING:
-    from integration.ops_commands import Runtime
+    from integration.cli.ops import Runtime
 
 log = logging.getLogger("tierup.sweep")
 
@@ -154,7 +154,7 @@ def summary(report: SweepReport) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the SLA sweeps now: every configured platform, or the one named."""
-    from integration.ops_commands import _start
+    from integration.cli.ops import _start
 
     runtime = _start(args, announce=False)
     try:
@@ -183,7 +183,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add `tierup sweep` to the `tierup` parser."""
-    from integration.ops_commands import one_line_errors
+    from integration.cli.ops import one_line_errors
 
     sweep = sub.add_parser("sweep", help="run the SLA sweeps now and print a summary")
     sweep.add_argument("--platform", choices=[p.value for p in Platform], default=None)
