@@ -87,15 +87,10 @@ def handle_event(
             decision = decide(policy, escalation, replace(event, ticket=snapshot), clock())
         except IllegalTransition as exc:
             return Ignored(str(exc), ref)
+        key = transition_key(event.delivery_id, decision.escalation)
         if decision.actions and decision.target_ref:
             try:
-                gateway.apply(
-                    decision.target_ref,
-                    decision.actions,
-                    snapshot=snapshot,
-                    key=transition_key(event.delivery_id, decision.escalation),
-                    retry=retry,
-                )
+                gateway.apply(decision.target_ref, decision.actions, snapshot=snapshot, key=key, retry=retry)
             except Conflict:
                 log.info("conflict on %s: re-reading and deciding again", ref)
                 snapshot = gateway.snapshot(ref, event.ticket) if ref else None
@@ -104,11 +99,7 @@ def handle_event(
             # The request ticket (an email's own): linked, answered and solved after the named ticket's write.
             try:
                 gateway.apply(
-                    decision.origin_ref,
-                    decision.origin_actions,
-                    snapshot=None,
-                    key=transition_key(event.delivery_id, decision.escalation) + ":request",
-                    retry=retry,
+                    decision.origin_ref, decision.origin_actions, snapshot=None, key=f"{key}:request", retry=retry
                 )
             except PermanentError as exc:
                 # The escalation itself has landed: keep it, and leave the request ticket to an agent.

@@ -501,10 +501,10 @@ class _Sweep:
                 self.counter.calls += 1
                 snapshot = self.gateway.snapshot(breach.ticket_ref)
         except TransientError as exc:
-            self.transient(breach, exc)
+            self.transient(breach.ticket_ref, exc)
             return None
         except GatewayError as exc:
-            self.failed(breach, exc)
+            self.failed(breach.ticket_ref, exc)
             return None
         if snapshot is None or snapshot.status is TicketStatus.CLOSED:
             report.skipped += 1  # deleted, or closed (a closed ticket cannot be changed)
@@ -529,7 +529,7 @@ class _Sweep:
         try:
             result = handle_event(event, policy=self.policy, gateway=planner, store=held, clock=self.clock)
         except GatewayError as exc:  # nothing is written while planning; kept for safety
-            self.failed(breach, exc)
+            self.failed(breach.ticket_ref, exc)
             return None
         if isinstance(result, Ignored) or held.decision is None:
             report.already_handled += 1
@@ -569,10 +569,10 @@ class _Sweep:
                 event, policy=self.policy, gateway=gateway, store=recording, clock=self.clock, retry=retry
             )
         except TransientError as exc:
-            self.transient_ref(breach_ref, exc)
+            self.transient(breach_ref, exc)
             return
         except GatewayError as exc:
-            self.failed_ref(breach_ref, exc)
+            self.failed(breach_ref, exc)
             return
         if isinstance(result, Ignored):
             self.report.already_handled += 1
@@ -594,7 +594,7 @@ class _Sweep:
             self.report.bulk_writes += 1
             self.counter.calls += 1
             for p in planned:
-                self.transient_ref(p.snapshot.ref, exc)
+                self.transient(p.snapshot.ref, exc)
             return []
         except GatewayError as exc:
             # The whole request was refused (one bad ticket can do that): write them one by one.
@@ -637,18 +637,12 @@ class _Sweep:
 
     # --- failures ------------------------------------------------------------------------------
 
-    def transient(self, breach: Breach, exc: TransientError) -> None:
-        self.transient_ref(breach.ticket_ref, exc)
-
-    def transient_ref(self, ref: str, exc: TransientError) -> None:
+    def transient(self, ref: str, exc: TransientError) -> None:
         self.block(self.page_of.get(ref, 0))
         self.report.errors.append(f"ticket {ref}: {exc} (tried again next run)")
         log.warning("sweep: ticket %s: %s; the page is read again next run", ref, exc)
 
-    def failed(self, breach: Breach, exc: GatewayError) -> None:
-        self.failed_ref(breach.ticket_ref, exc)
-
-    def failed_ref(self, ref: str, exc: GatewayError) -> None:
+    def failed(self, ref: str, exc: GatewayError) -> None:
         self.report.failed += 1
         self.report.errors.append(f"ticket {ref}: {exc}")
         log.error("sweep: ticket %s could not be escalated: %s", ref, exc)
