@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -456,30 +457,37 @@ class _DeliveryInsert:
                 cursor.close()
             return int(row_id)
         except self.dbapi_error as exc:
-            self._local.raw = None
-            if self.engine.dialect.is_disconnect(exc, raw.dbapi_connection, None):
+            gone = self.engine.dialect.is_disconnect(exc, raw.dbapi_connection, None)
+            if gone:
                 # The server went away (a restart, an idle timeout): that connection is gone, not the row's fault.
                 self._forget(raw)
                 raw.invalidate(exc)
-                if reconnect:
-                    raise _Reconnect from exc
             else:
                 self._release(raw)
+            self._local.holder = None  # its finalizer finds the connection dealt with
+            if gone and reconnect:
+                raise _Reconnect from exc
             raise DBAPIError.instance(self.sql, None, exc, self.dbapi_error) from exc
 
     def _held(self) -> Any:
-        """This thread's connection, checked out of the pool once and kept (in autocommit).
+        """This thread's connection, checked out of the pool once and kept (in autocommit) while the thread lives.
 
         Checking a connection out and back in for every webhook cost as much as the INSERT
         itself (and on PostgreSQL a pre-ping round trip); each server thread keeps one instead.
+        A thread that ends gives its connection back to the pool: `tierup serve`'s server runs
+        every connection in a thread of its own, and connections kept by finished threads
+        would soon leave none for the next delivery.
         """
-        raw: Any = getattr(self._local, "raw", None)
-        if raw is not None and raw.dbapi_connection is not None:
-            return raw
-        raw = self.engine.raw_connection()
+        holder: _Holder | None = getattr(self._local, "holder", None)
+        if holder is not None and holder.raw.dbapi_connection is not None:
+            return holder.raw
+        raw: Any = self.engine.raw_connection()
         if not self.sqlite:
             raw.driver_connection.autocommit = True  # SQLite's is in autocommit already (make_engine)
-        self._local.raw = raw
+        holder = _Holder(raw)
+        # The thread's locals go when the thread does, and the holder with them.
+        weakref.finalize(holder, self._release, raw)
+        self._local.holder = holder
         with self._lock:
             self._all.append(raw)
         return raw
@@ -490,23 +498,34 @@ class _DeliveryInsert:
                 self._all.remove(raw)
 
     def _release(self, raw: Any) -> None:
-        self._forget(raw)
-        if raw.dbapi_connection is not None and not self.sqlite:
-            raw.driver_connection.autocommit = False
-        raw.close()
+        """Give a held connection back to the pool, once (a thread's end, a failed insert, close)."""
+        with self._lock:
+            if raw not in self._all:
+                return  # given back already, or invalidated
+            self._all.remove(raw)
+        try:
+            if raw.dbapi_connection is not None and not self.sqlite:
+                raw.driver_connection.autocommit = False
+            raw.close()
+        except Exception:  # closing what may already be broken
+            log.debug("giving back a held inbox connection failed", exc_info=True)
 
     def close(self) -> None:
         """Give every held connection back to the pool (before the engine is disposed)."""
         with self._lock:
-            held, self._all = self._all, []
+            held = list(self._all)
         for raw in held:
-            try:
-                if raw.dbapi_connection is not None and not self.sqlite:
-                    raw.driver_connection.autocommit = False
-                raw.close()
-            except Exception:  # closing what may already be broken
-                log.debug("closing a held inbox connection failed", exc_info=True)
+            self._release(raw)
         self._local = threading.local()
+
+
+class _Holder:
+    """A thread's held inbox connection; when the thread ends and drops it, the connection goes back."""
+
+    __slots__ = ("__weakref__", "raw")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
 
 
 class _Reconnect(Exception):

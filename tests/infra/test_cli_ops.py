@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +24,10 @@ from integration.config import load_env
 from integration.model import Platform, State
 from integration.ports import Delivery, PermanentError
 from integration.store import DeliveryStatus
+from tests.faults.harness import signed_headers, trigger
 from tests.infra.conftest import head_revision, post, wait_until
 from tests.infra.fakes import SignedAdapter, command_payload, request_payload
+from tests.zendesk.helpers import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ("DATABASE_URL", "REDIS_URL", "TIERUP_POLICY", "TIERUP_LOG_LEVEL", "TIERUP_MAX_BODY_BYTES")
@@ -201,10 +204,11 @@ def get(url: str) -> tuple[int, dict[str, object]]:
         return exc.code, json.loads(exc.read())
 
 
-def start(cwd: Path, *argv: str) -> subprocess.Popen[str]:
-    """`python -m integration.cli ARGV` in `cwd`, with no helpdesk credentials."""
+def start(cwd: Path, *argv: str, settings: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """`python -m integration.cli ARGV` in `cwd`, with no helpdesk credentials (only `settings`)."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS and not k.startswith(("ZENDESK_", "JIRA_"))}
     env["PYTHONPATH"] = str(ROOT)
+    env.update(settings or {})
     return subprocess.Popen(
         [sys.executable, "-m", "integration.cli", *argv],
         cwd=cwd,
@@ -260,6 +264,31 @@ def test_serve_answers_health_and_readiness_and_says_dry_run_first(cwd: Path) ->
             {"status": "ready", "checks": {"database": "ok", "queue": "ok"}},
         )
         assert (cwd / "tierup.db").exists() and (cwd / "tierup-queue.db").exists()
+    finally:
+        stop(proc)
+
+
+@pytest.mark.timeout(60)
+def test_serve_takes_more_deliveries_than_the_database_pool_has_connections(cwd: Path) -> None:
+    # Its server runs each HTTP connection in a new thread. Threads that ended once kept their
+    # inbox connections, so after 15 deliveries every one waited 30 s and got a 503.
+    port = free_port()
+    dry_run = {"ZENDESK_URL": "https://acme.zendesk.com", "ZENDESK_WEBHOOK_SECRET": SECRET}
+    proc = start(cwd, "serve", "--port", str(port), settings=dry_run)
+    try:
+        wait_for_http(proc, f"http://127.0.0.1:{port}/healthz")
+        answers = []
+        for n in range(20):  # each on a connection of its own
+            body = trigger("request", str(4000 + n))
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/webhooks/zendesk",
+                data=body,
+                headers=signed_headers(body, f"serve-{n}"),
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answers.append(response.status)
+        assert answers == [202] * 20
     finally:
         stop(proc)
 

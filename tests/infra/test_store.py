@@ -187,13 +187,30 @@ def test_each_thread_keeps_one_connection_for_the_inbox_and_gives_it_back(db: Da
     assert pool.checkedout() == 0
 
 
+def test_a_thread_that_ends_gives_its_inbox_connection_back(db: Database) -> None:
+    # `tierup serve` runs each HTTP connection in a new thread: connections kept by finished
+    # threads once used up the pool, and every later delivery waited 30 s for a 503.
+    inbox = Inbox(db)
+    pool = db.engine.pool
+    limit = 20  # more threads than the pool's 5 connections and 10 overflow
+    created = []
+    for n in range(limit):
+        thread = threading.Thread(
+            target=lambda n=n: created.append(inbox.record(delivery(f"t-{n}"), kind="k", ticket_ref="4016").created)
+        )
+        thread.start()
+        thread.join()
+        assert pool.checkedout() == 0
+    assert created == [True] * limit
+
+
 @pytest.mark.scaleout
 def test_a_held_connection_the_server_dropped_is_replaced_without_losing_the_delivery(postgres_url: str) -> None:
     db = Database(postgres_url)
     db.upgrade()
     inbox = Inbox(db)
     inbox.record(delivery("d-before"), kind="k", ticket_ref="4016")
-    held = inbox._insert._local.raw.driver_connection.info.backend_pid
+    held = inbox._insert._local.holder.raw.driver_connection.info.backend_pid
     with db.engine.connect() as admin:
         # The server ends the inbox's connection (a restart, an idle timeout, a failover).
         assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": held}).scalar() is True
