@@ -8,8 +8,8 @@ run updates it (or changes nothing) instead of adding another.
 
 Checks (reads only): the configured custom fields exist and have the right type, the
 policy's groups exist, the mapped priorities exist, each project's workflow has the
-Escalated status, and the JSM escalation request type exists. Each failure says what an
-admin must create or set.
+Escalated status, the JSM escalation request type exists, and so does the issue link type
+email requests are linked with. Each failure says what an admin must create or set.
 """
 
 from __future__ import annotations
@@ -222,6 +222,7 @@ def plan_install(
     _check_priorities(gateway, plan)
     _check_status(gateway, plan)
     _check_request_type(gateway, plan)
+    _check_link_type(gateway, plan)
     return plan
 
 
@@ -360,6 +361,27 @@ def _check_request_type(gateway: JiraGateway, plan: InstallPlan) -> None:
         f'JSM request type "{wanted}" (JIRA_ESCALATION_REQUEST_TYPE) not found ({where}): create it in the service '
         "project (Project settings > Request types) with the reason, rationale and preferred-contact fields"
     )
+
+
+def _check_link_type(gateway: JiraGateway, plan: InstallPlan) -> None:
+    """The link type an email request is joined to the issue it names with (JIRA_LINK_TYPE) must exist."""
+    wanted = gateway.settings.link_type
+    answer = gateway.call("list issue link types", "GET", gateway.api_url("issueLinkType"), missing_ok=True)
+    if answer is None:  # Jira answers 404 while issue linking is switched off
+        plan.problems.append(
+            "issue linking is off: switch it on (Jira settings > Issues > Issue linking); email requests are "
+            f'linked to the issue they name with the "{wanted}" link type (JIRA_LINK_TYPE)'
+        )
+        return
+    names = [t.opt_text("name") or "" for t in Json.root(answer, "issue link types").objects("issueLinkTypes")]
+    if wanted in names:
+        plan.checked.append(f'issue link type "{wanted}" found')
+        return
+    same = [n for n in names if n.lower() == wanted.lower()]
+    hint = f"set JIRA_LINK_TYPE={same[0]} (names are matched exactly)" if same else (
+        f"create it (Jira settings > Issues > Issue linking) or set JIRA_LINK_TYPE to one of: {', '.join(names)}"
+    )
+    plan.problems.append(f'issue link type "{wanted}" (JIRA_LINK_TYPE) does not exist: {hint}')
 
 
 def _write_env(env_file: Path, values: Mapping[str, str]) -> None:

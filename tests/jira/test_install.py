@@ -58,6 +58,13 @@ class Jira:
         rsps.add_callback("GET", f"{SITE}/rest/servicedeskapi/servicedesk/1/requesttype",
                           callback=lambda r: (200, {}, json.dumps(self.request_types)))  # fmt: skip
         rsps.get(f"{SITE}/rest/api/2/myself", json=fixture("rest_api2_myself.json"))
+        self.link_types: Any = fixture("rest_api2_issue_link_types.json")
+        rsps.add_callback("GET", f"{SITE}/rest/api/2/issueLinkType", callback=self._link_types)
+
+    def _link_types(self, request: PreparedRequest) -> tuple[int, dict[str, str], str]:
+        if self.link_types is None:  # issue linking switched off
+            return 404, {}, json.dumps({"errorMessages": ["Issue linking is currently disabled."], "errors": {}})
+        return 200, {}, json.dumps(self.link_types)
 
     def _create(self, request: PreparedRequest) -> tuple[int, dict[str, str], str]:
         body = json.loads(request.body or "{}")
@@ -267,9 +274,31 @@ def test_everything_present_is_checked_and_reported_ok(
     out = capsys.readouterr().out
     for line in ("checked custom fields: 7 OK", "checked groups: 3 of 3 found", "checked priorities: 4 of 4 found",
                  "checked project SUP: workflow has status Escalated",
-                 'checked project SUP: request type "Escalation request" found'):  # fmt: skip
+                 'checked project SUP: request type "Escalation request" found',
+                 'checked issue link type "Relates" found'):  # fmt: skip
         assert line in out
     assert "note: JIRA_FIELD_FEEDBACK is not set" in out
+
+
+def test_a_missing_link_type_is_reported_with_the_ones_that_exist(
+    here: Path, jira: Jira, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_env(here, {**INSTALL_ENV, "JIRA_LINK_TYPE": "Escalates"})
+    assert main(["install", "jira", "--dry-run"]) == 1
+    assert (
+        'issue link type "Escalates" (JIRA_LINK_TYPE) does not exist: create it (Jira settings > Issues > Issue '
+        "linking) or set JIRA_LINK_TYPE to one of: Blocks, Cloners, Duplicate, Relates"
+    ) in capsys.readouterr().out
+
+    write_env(here, {**INSTALL_ENV, "JIRA_LINK_TYPE": "relates"})
+    assert main(["install", "jira", "--dry-run"]) == 1
+    assert "set JIRA_LINK_TYPE=Relates (names are matched exactly)" in capsys.readouterr().out
+
+
+def test_issue_linking_switched_off_is_reported(here: Path, jira: Jira, capsys: pytest.CaptureFixture[str]) -> None:
+    jira.link_types = None
+    assert main(["install", "jira", "--dry-run"]) == 1
+    assert "issue linking is off: switch it on (Jira settings > Issues > Issue linking)" in capsys.readouterr().out
 
 
 def test_without_a_public_url_install_refuses(here: Path, jira: Jira, capsys: pytest.CaptureFixture[str]) -> None:
