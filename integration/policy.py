@@ -134,6 +134,7 @@ TEMPLATE_NAMES = (
     "sla_escalated_note",
     "deferred_woken_reply",
     "request_linked_reply",
+    "request_unauthorised_reply",
 )
 
 # Templates a policy file may leave out (added after policies were written): the text used then.
@@ -141,6 +142,11 @@ DEFAULT_TEMPLATES: Mapping[str, str] = {
     "request_linked_reply": (
         "<p>Thank you for your escalation request. We have added it to ticket {{ ticket.ref }} and will reply to "
         "you there; this request is now closed so that the whole conversation stays in one place.</p>"
+    ),
+    "request_unauthorised_reply": (
+        "<p>Thank you for your message. We could not take it as an escalation of ticket {{ ticket.ref }}: "
+        "escalations can only be raised by people authorised to contact support for your organisation. Please ask "
+        "one of them to escalate the ticket. This request is now closed.</p>"
     ),
 }
 
@@ -698,12 +704,18 @@ def _carry_over(policy: Policy, req: EscalationRequest, decision: Decision) -> D
 
     The outcome is written on the named ticket as for any request; besides, the two tickets are
     linked (a LinkTicket in the named ticket's write, and one on the request ticket), and the
-    request ticket is answered and solved, so the conversation carries on in one place.
+    request ticket is answered and solved, so the conversation carries on in one place. A sender
+    the policy does not authorise (LR1) is answered on the request ticket instead, with no link.
     """
     origin, target, ticket = req.origin_ref, decision.target_ref, req.ticket
     if origin is None or ticket is None or target is None or target == origin:
         return decision
     done = decision.transition
+    if done.rule == policy.rules["unauthorised"] and done.to_state is State.CANCELLED:
+        # LR1: the named ticket gets its internal note and is otherwise untouched, so no link; the
+        # sender is told on the request ticket why nothing more will happen, and it is closed.
+        reply = policy.render("request_unauthorised_reply", ticket=ticket, request=req, requester=req.requested_by)
+        return replace(decision, origin_ref=origin, origin_actions=(PublicReply(reply), SetStatus(TicketStatus.SOLVED)))
     linked = replace(done, actions=(*done.actions, LinkTicket(origin, LinkRole.ESCALATED)))
     esc = decision.escalation
     history = (*esc.history[:-1], linked) if esc.history and esc.history[-1] is done else esc.history

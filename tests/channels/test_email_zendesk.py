@@ -342,3 +342,42 @@ def test_an_outage_after_the_escalation_retries_without_writing_anything_twice(
     escalation = runtime.escalations.load(Platform.ZENDESK, TICKET)
     assert escalation is not None and escalation.state is State.ESCALATED
     assert escalation.requested_at is not None and clock.now - escalation.requested_at < timedelta(minutes=1)
+
+
+# --- lead-review: a sender on the ticket whom the policy does not authorise (LR1) ---------------------------
+
+
+def test_under_lead_review_an_unauthorised_sender_is_answered_on_the_email_and_nothing_is_linked(
+    tmp_path: Path, clock: Clock, api: FakeZendesk
+) -> None:
+    settings = {**env(ZENDESK_ESCALATION_ADDRESS=ADDRESS), "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}",
+                "TIERUP_POLICY": "lead-review"}  # fmt: skip
+    runtime = build_runtime(settings, clock=clock)
+    runtime.database.upgrade()
+    api.show(TICKET)
+    # Pat is 4016's requester, so on the ticket, but carries none of the tags that authorise escalating.
+    payload = email("Escalation: ticket #4016", "The fix did not work.\nReason: wrong resolution\nPat")
+    assert deliver(runtime.create_app().test_client(), runtime, payload) == 202
+
+    done = last_transition(runtime, TICKET)
+    assert (done.rule, done.to_state) == ("LR1", State.CANCELLED)
+    assert (api.reads, api.writes) == (1, 2)
+    (on_ticket,) = puts_to(api, TICKET)  # an internal note, and nothing else: no tag, no link, no reply
+    assert set(on_ticket["ticket"]) == {"id", "comment", "metadata", "safe_update", "updated_stamp"}
+    assert on_ticket["ticket"]["comment"]["public"] is False
+    assert "is not authorised to escalate" in on_ticket["ticket"]["comment"]["html_body"]
+    (on_email,) = puts_to(api, REQUEST)  # answered and solved, not tagged or noted as linked
+    assert on_email == {
+        "ticket": {
+            "id": int(REQUEST),
+            "status": "solved",
+            "comment": {
+                "html_body": "<p>Thank you for your message. We could not take it as an escalation of ticket 4016: "
+                "escalations can only be raised by PG Champions and authorised club employees. Please ask one of "
+                "them to escalate the ticket. This request is now closed.</p>",
+                "public": True,
+            },
+            "metadata": {"tierup_key": f"{INVOCATION}:1:request", "tierup_part": "main"},
+        }
+    }
+    runtime.close()

@@ -14,6 +14,8 @@ from integration.model import (
     Command,
     Decision,
     InternalNote,
+    LinkRole,
+    LinkTicket,
     Organisation,
     Person,
     Priority,
@@ -22,7 +24,9 @@ from integration.model import (
     RemoveTags,
     SetDue,
     SetPriority,
+    SetStatus,
     State,
+    TicketStatus,
 )
 from integration.policy import Policy, decide, load_policy
 from tests.core.builders import CHAMPION, NOW, STRANGER, command, request, ticket
@@ -54,6 +58,28 @@ def test_lr1_unauthorised_requester_cancelled_with_internal_note(policy: Policy)
     (note,) = only(d, InternalNote)
     assert "not authorised" in note.body
     assert d.escalation.group is None
+
+
+def test_lr1_an_unauthorised_email_request_is_told_so_on_its_own_ticket_and_nothing_is_linked(
+    policy: Policy,
+) -> None:
+    d = decide(policy, None, request(requested_by=STRANGER, channel=Channel.EMAIL, origin_ref="4101"), NOW)
+    assert (d.state, d.rule, d.target_ref) == (State.CANCELLED, "LR1", "4016")
+    (note,) = d.actions  # the named ticket: the internal note, and no link
+    assert isinstance(note, InternalNote) and "not authorised" in note.body
+    answer, solved = d.origin_actions  # the email's own ticket: told why, and closed
+    assert isinstance(answer, PublicReply) and solved == SetStatus(TicketStatus.SOLVED)
+    assert "could not take it as an escalation of ticket 4016" in answer.body
+    assert "PG Champions and authorised club employees" in answer.body
+    assert "will reply to you there" not in answer.body
+
+
+def test_an_authorised_email_request_is_linked_and_answered_on_its_own_ticket(policy: Policy) -> None:
+    d = decide(policy, None, request(channel=Channel.EMAIL, origin_ref="4101"), NOW)
+    assert d.state is State.ESCALATED and LinkTicket("4101", LinkRole.ESCALATED) in d.actions
+    link, answer, solved = d.origin_actions
+    assert link == LinkTicket("4016", LinkRole.REQUEST) and solved == SetStatus(TicketStatus.SOLVED)
+    assert isinstance(answer, PublicReply) and "will reply to you there" in answer.body
 
 
 def test_lr1_authorised_by_role_or_tag(policy: Policy) -> None:

@@ -152,11 +152,22 @@ def test_lr1_not_authorised_internal_note_only(site: Site) -> None:
             "properties": [marker("wh-form:1", 0), INTERNAL],
         }
     ]
-    assert_request_answered(site, "wh-form:1:request")
+    # The request issue is told why, and not linked (a link would show on SUP-7 as well).
+    assert site.sent("POST", "/issueLink") == []
+    assert site.sent("POST", f"/request/{FORM_REQUEST}/comment") == [
+        {
+            "body": "Thank you for your message. We could not take it as an escalation of ticket SUP\\-7: escalations "
+            "can only be raised by PG Champions and authorised club employees. Please ask one of them to escalate "
+            "the ticket. This request is now closed.",
+            "public": True,
+        }
+    ]
+    marked = site.sent("PUT", "/comment/10101/properties/tierup.key")[-1]
+    assert marked == {"transition": "wh-form:1:request", "part": 0}
     counts = site.count()
     # The reads: GET issue, the request's transitions; the comments: the note here, the reply on the request.
     assert (counts.reads, counts.edits, counts.comments) == (2, 0, 2)
-    assert counts.other == ["POST /rest/api/2/issueLink", "PUT /rest/api/2/comment/10101/properties/tierup.key"]
+    assert counts.other == ["PUT /rest/api/2/comment/10101/properties/tierup.key"]
 
 
 @pytest.mark.parametrize(
