@@ -1,4 +1,5 @@
-"""Shared fixtures: a scratch working directory, and the PostgreSQL / Redis servers of scale-out tests.
+"""Shared fixtures: a scratch working directory, runtimes built as the CLI builds them, and the
+PostgreSQL / Redis servers of scale-out tests.
 
 Scale-out tests (marked `scaleout`) skip with the reason when their server is unreachable,
 except under CI=true, where an unreachable server is a failure: CI starts them (.ci/run).
@@ -9,11 +10,18 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from integration.cli.ops import Runtime
+    from integration.model import Platform
+    from integration.ports import PlatformAdapter
 
 POSTGRES_URL = os.environ.get("TIERUP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TIERUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -45,6 +53,48 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch working directory (where `.env`, tierup.db and the queue file go)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+class NewRuntime(Protocol):
+    """Builds a runtime from settings (tests/conftest.py `new_runtime`)."""
+
+    def __call__(
+        self,
+        env: Mapping[str, str],
+        *,
+        adapters: Mapping[Platform, PlatformAdapter] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        upgrade: bool = True,
+    ) -> Runtime: ...
+
+
+@pytest.fixture
+def new_runtime(tmp_path: Path) -> Iterator[NewRuntime]:
+    """`build_runtime` as the CLI runs it, on a scratch SQLite database unless `env` names another.
+
+    The database is migrated unless `upgrade=False`; every runtime built is closed after the test.
+    """
+    from integration.cli.ops import build_runtime
+
+    built: list[Runtime] = []
+
+    def new(
+        env: Mapping[str, str],
+        *,
+        adapters: Mapping[Platform, PlatformAdapter] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        upgrade: bool = True,
+    ) -> Runtime:
+        settings = {"DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", **env}
+        runtime = build_runtime(settings, adapters=adapters, **({"clock": clock} if clock is not None else {}))
+        if upgrade:
+            runtime.database.upgrade()
+        built.append(runtime)
+        return runtime
+
+    yield new
+    for runtime in built:
+        runtime.close()
 
 
 @pytest.fixture

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.model import Platform
 from tests.channels.fakes import REQUESTER, KnownTickets, helpdesk
+from tests.conftest import NewRuntime
 from tests.infra.fakes import Clock, SignedAdapter
 
 ADMIN_TOKEN = "admin-token-5c0d1e9f7a2b"
@@ -32,24 +32,15 @@ def desk() -> tuple[SignedAdapter, KnownTickets]:
 
 
 @pytest.fixture
-def make_runtime(tmp_path: Path) -> Iterator[MakeRuntime]:
+def make_runtime(new_runtime: NewRuntime) -> MakeRuntime:
     """Runtimes built like the CLI builds them, on one scratch database, with the service-desk policy."""
-    built: list[Runtime] = []
 
     def make(adapter: SignedAdapter | None = None, clock: Clock | None = None, **env: str) -> Runtime:
-        settings = {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": "service-desk",
-            "TIERUP_ADMIN_TOKEN": ADMIN_TOKEN, **env,
-        }  # fmt: skip
+        settings = {"TIERUP_POLICY": "service-desk", "TIERUP_ADMIN_TOKEN": ADMIN_TOKEN, **env}
         adapters = {Platform.ZENDESK: adapter} if adapter is not None else {}
-        runtime = build_runtime(settings, adapters=adapters, clock=clock or Clock())
-        runtime.database.upgrade()
-        built.append(runtime)
-        return runtime
+        return new_runtime(settings, adapters=adapters, clock=clock or Clock())
 
-    yield make
-    for runtime in built:
-        runtime.close()
+    return make
 
 
 @pytest.fixture

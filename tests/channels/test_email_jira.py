@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +19,10 @@ import responses
 from flask.testing import FlaskClient
 
 from adapters.jira.wiki import html_to_wiki
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.model import InternalNote, LinkRole, LinkTicket, Platform, PublicReply, State, Transition
 from integration.store import DeliveryStatus
+from tests.conftest import NewRuntime
 from tests.infra.fakes import Clock
 from tests.jira.conftest import ENV, NOW, SITE, Site, fixture, sign
 
@@ -84,20 +84,11 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def make_runtime(tmp_path: Path, clock: Clock) -> Iterator[Any]:
-    built: list[Runtime] = []
-
+def make_runtime(new_runtime: NewRuntime, clock: Clock) -> Any:
     def make(**env: str) -> Runtime:
-        settings = {**ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": "service-desk",
-                    **env}  # fmt: skip
-        runtime = build_runtime(settings, clock=clock)
-        runtime.database.upgrade()
-        built.append(runtime)
-        return runtime
+        return new_runtime({**ENV, "TIERUP_POLICY": "service-desk", **env}, clock=clock)
 
-    yield make
-    for runtime in built:
-        runtime.close()
+    return make
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +20,10 @@ import responses
 from flask.testing import FlaskClient
 
 from adapters.zendesk.gateway import html_to_text
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.model import InternalNote, LinkRole, LinkTicket, Platform, PublicReply, SetDue, State, Transition
 from integration.store import DeliveryStatus
+from tests.conftest import NewRuntime
 from tests.infra.fakes import Clock
 from tests.zendesk.helpers import (
     DUE_FIELD,
@@ -67,13 +67,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, clock: Clock) -> Iterator[Runtime]:
-    settings = {**env(ZENDESK_ESCALATION_ADDRESS=ADDRESS), "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}",
-                "TIERUP_POLICY": "service-desk"}  # fmt: skip
-    built = build_runtime(settings, clock=clock)
-    built.database.upgrade()
-    yield built
-    built.close()
+def runtime(new_runtime: NewRuntime, clock: Clock) -> Runtime:
+    return new_runtime({**env(ZENDESK_ESCALATION_ADDRESS=ADDRESS), "TIERUP_POLICY": "service-desk"}, clock=clock)
 
 
 @pytest.fixture
@@ -348,12 +343,9 @@ def test_an_outage_after_the_escalation_retries_without_writing_anything_twice(
 
 
 def test_under_lead_review_an_unauthorised_sender_is_answered_on_the_email_and_nothing_is_linked(
-    tmp_path: Path, clock: Clock, api: FakeZendesk
+    new_runtime: NewRuntime, clock: Clock, api: FakeZendesk
 ) -> None:
-    settings = {**env(ZENDESK_ESCALATION_ADDRESS=ADDRESS), "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}",
-                "TIERUP_POLICY": "lead-review"}  # fmt: skip
-    runtime = build_runtime(settings, clock=clock)
-    runtime.database.upgrade()
+    runtime = new_runtime({**env(ZENDESK_ESCALATION_ADDRESS=ADDRESS), "TIERUP_POLICY": "lead-review"}, clock=clock)
     api.show(TICKET)
     # Pat is 4016's requester, so on the ticket, but carries none of the tags that authorise escalating.
     payload = email("Escalation: ticket #4016", "The fix did not work.\nReason: wrong resolution\nPat")
@@ -380,4 +372,3 @@ def test_under_lead_review_an_unauthorised_sender_is_answered_on_the_email_and_n
             "metadata": {"tierup_key": f"{INVOCATION}:1:request", "tierup_part": "main"},
         }
     }
-    runtime.close()

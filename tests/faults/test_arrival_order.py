@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.model import Platform, State
 from integration.store import DeliveryStatus
+from tests.conftest import NewRuntime
 from tests.faults.harness import FIELD_IDS, SECRET, deliveries, signed_headers
 from tests.standin.zendesk import ZendeskStandIn
 
@@ -44,18 +44,14 @@ def clock() -> SteppedClock:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, standin: ZendeskStandIn, clock: SteppedClock) -> Iterator[Runtime]:
+def runtime(new_runtime: NewRuntime, standin: ZendeskStandIn, clock: SteppedClock) -> Runtime:
     env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}",
         "TIERUP_POLICY": "lead-review",
         "ZENDESK_WEBHOOK_SECRET": SECRET,
         **standin.env(),
         **{name: str(fid) for name, fid in FIELD_IDS.items()},
     }
-    built = build_runtime(env, clock=clock)
-    built.database.upgrade()
-    yield built
-    built.close()
+    return new_runtime(env, clock=clock)
 
 
 def test_a_delivery_stored_later_but_stamped_earlier_still_runs(

@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.model import Platform
 from integration.queue import TaskQueue
 from integration.store import DeliveryStatus
+from tests.conftest import NewRuntime
 from tests.infra.fakes import Clock, SignedAdapter, signed
 
 MakeRuntime = Callable[..., Runtime]
@@ -31,24 +31,16 @@ def adapter() -> SignedAdapter:
 
 
 @pytest.fixture
-def make_runtime(tmp_path: Path) -> Iterator[MakeRuntime]:
-    """Build runtimes the way the CLI does (build_runtime), on a scratch SQLite database by default."""
-    built: list[Runtime] = []
+def make_runtime(new_runtime: NewRuntime) -> MakeRuntime:
+    """Runtimes built the way the CLI builds them, lead-review, with `adapter` as Zendesk's (none by default)."""
 
     def make(
         adapter: SignedAdapter | None = None, clock: Clock | None = None, *, upgrade: bool = True, **env: str
     ) -> Runtime:
-        settings = {"DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": "lead-review", **env}
         adapters = {Platform.ZENDESK: adapter} if adapter is not None else {}
-        runtime = build_runtime(settings, adapters=adapters, **({"clock": clock} if clock else {}))
-        if upgrade:
-            runtime.database.upgrade()
-        built.append(runtime)
-        return runtime
+        return new_runtime({"TIERUP_POLICY": "lead-review", **env}, adapters=adapters, clock=clock, upgrade=upgrade)
 
-    yield make
-    for runtime in built:
-        runtime.close()
+    return make
 
 
 @pytest.fixture

@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.model import Platform, State
 from integration.store import DeliveryStatus
+from tests.conftest import NewRuntime
 from tests.jira.conftest import ENV, NOW, Site, fixture, raw, sign
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    env = {**ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": "lead-review",
-           "JIRA_WEBHOOK_URL_TOKEN": "dc-token-77c1", "TIERUP_MAX_BODY_BYTES": "65536"}  # fmt: skip
-    built = build_runtime(env, clock=lambda: NOW)
-    built.database.upgrade()
-    try:
-        yield built
-    finally:
-        built.close()
+def runtime(new_runtime: NewRuntime) -> Runtime:
+    env = {**ENV, "TIERUP_POLICY": "lead-review", "JIRA_WEBHOOK_URL_TOKEN": "dc-token-77c1",
+           "TIERUP_MAX_BODY_BYTES": "65536"}  # fmt: skip
+    return new_runtime(env, clock=lambda: NOW)
 
 
 @pytest.fixture

@@ -17,10 +17,11 @@ import responses
 from adapters.jira.parse import JiraPayloadError
 from adapters.jira.settings import JiraSettings
 from adapters.jira.sweep import JiraSweepSource, breached_jql, jql_string
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.model import SYSTEM, Channel, EscalationRequest, Ignored, Platform, Priority, Reason, State
 from integration.store import DeliveryStatus
 from integration.sweep import SweepReport, run_sweep, sweep_source_of
+from tests.conftest import NewRuntime
 from tests.infra.fakes import Clock
 from tests.jira.conftest import DC_ENV, DC_SITE, ENV, NOW, SITE, adapter_for, delivery, fixture, sign
 
@@ -493,26 +494,18 @@ def test_jira_sla_names_setting(raw: str | None, names: tuple[str, ...]) -> None
 TOKEN = "automation-token-5e0c"
 
 
-def runtime_for(tmp_path: Path, policy: str = "lead-review", env: dict[str, str] | None = None,
-                clock: Callable[[], datetime] = lambda: NOW) -> Runtime:  # fmt: skip
-    settings = {**(env or ENV), "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": policy,
-                "JIRA_WEBHOOK_URL_TOKEN": TOKEN}  # fmt: skip
-    built = build_runtime(settings, clock=clock)
-    built.database.upgrade()
-    return built
+def sweep_settings(policy: str = "lead-review", env: dict[str, str] | None = None) -> dict[str, str]:
+    """Jira's settings (ENV unless `env`), `policy`, and the Automation rule's URL token."""
+    return {**(env or ENV), "TIERUP_POLICY": policy, "JIRA_WEBHOOK_URL_TOKEN": TOKEN}
 
 
 @pytest.fixture
-def runtimes(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
-    made: list[Runtime] = []
+def runtimes(new_runtime: NewRuntime) -> Callable[..., Runtime]:
+    def make(policy: str = "lead-review", env: dict[str, str] | None = None,
+             clock: Callable[[], datetime] = lambda: NOW) -> Runtime:  # fmt: skip
+        return new_runtime(sweep_settings(policy, env), clock=clock)
 
-    def make(*args: Any, **kwargs: Any) -> Runtime:
-        made.append(runtime_for(tmp_path, *args, **kwargs))
-        return made[-1]
-
-    yield make
-    for runtime in made:
-        runtime.close()
+    return make
 
 
 def sweep(runtime: Runtime, page_size: int = 2) -> SweepReport:

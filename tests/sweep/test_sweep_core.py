@@ -8,7 +8,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +40,7 @@ from integration.sweep import (
     run_sweep,
     sweep_source_of,
 )
+from tests.conftest import NewRuntime
 from tests.sweep.conftest import Sleeps, SweepStorage
 from tests.zendesk.helpers import NOW
 
@@ -653,10 +653,10 @@ def request_for(ref: str, minutes_ago: int) -> EscalationRequest:
 # --- the per-ticket path under the real Jira client -------------------------------------------------------
 
 
-def test_jira_a_breach_that_changes_nothing_reads_the_issue_and_records_nothing(tmp_path: Path) -> None:
+def test_jira_a_breach_that_changes_nothing_reads_the_issue_and_records_nothing(new_runtime: NewRuntime) -> None:
     """The per-ticket path records through _RecordingStore: a no-change decision leaves the audit trail alone."""
     from tests.jira.conftest import NOW as JIRA_NOW
-    from tests.sweep.test_jira_sweep import FakeJira, issue_json, runtime_for
+    from tests.sweep.test_jira_sweep import FakeJira, issue_json, sweep_settings
 
     def jira_breach(event: str, minutes_ago: int) -> Breach:
         return Breach("SUP-7", "Time to resolution", JIRA_NOW - timedelta(minutes=minutes_ago), event)
@@ -672,30 +672,27 @@ def test_jira_a_breach_that_changes_nothing_reads_the_issue_and_records_nothing(
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         jira = FakeJira(rsps)
         jira.add(issue_json("SUP-7"))
-        runtime = runtime_for(tmp_path)
-        try:
-            first = sweep_jira(runtime, "jira-sla:first", 30)
-            assert first.tickets_escalated == 1 and {"escalated", "sla_breached"} <= jira.labels("SUP-7")
-            edits = len(jira.bodies("PUT", "/issue/SUP-7"))
-            jira.log.clear()
+        runtime = new_runtime(sweep_settings(), clock=lambda: JIRA_NOW)
+        first = sweep_jira(runtime, "jira-sla:first", 30)
+        assert first.tickets_escalated == 1 and {"escalated", "sla_breached"} <= jira.labels("SUP-7")
+        edits = len(jira.bodies("PUT", "/issue/SUP-7"))
+        jira.log.clear()
 
-            # Escalated and labelled: the issue is read, nothing is written, nothing recorded.
-            again = sweep_jira(runtime, "jira-sla:second", 20)
-            assert [c for c in jira.log if not c.startswith("GET /rest/api/2/issue/SUP-7")] == []
-            assert "GET /rest/api/2/issue/SUP-7" in jira.log
-            assert (again.already_handled, again.tickets_escalated, again.tickets_updated) == (1, 0, 0)
-            assert len(jira.bodies("PUT", "/issue/SUP-7")) == edits
-            history = runtime.escalations.history(Platform.JIRA, "SUP-7")
-            assert [e.transition.delivery_id for e in history] == ["jira-sla:first"]
+        # Escalated and labelled: the issue is read, nothing is written, nothing recorded.
+        again = sweep_jira(runtime, "jira-sla:second", 20)
+        assert [c for c in jira.log if not c.startswith("GET /rest/api/2/issue/SUP-7")] == []
+        assert "GET /rest/api/2/issue/SUP-7" in jira.log
+        assert (again.already_handled, again.tickets_escalated, again.tickets_updated) == (1, 0, 0)
+        assert len(jira.bodies("PUT", "/issue/SUP-7")) == edits
+        history = runtime.escalations.history(Platform.JIRA, "SUP-7")
+        assert [e.transition.delivery_id for e in history] == ["jira-sla:first"]
 
-            # Someone took the label off: the next breach puts it back, and that is recorded.
-            jira.issues["SUP-7"]["fields"]["labels"].remove("sla_breached")
-            third = sweep_jira(runtime, "jira-sla:third", 10)
-            assert jira.bodies("PUT", "/issue/SUP-7")[edits:] == [{"update": {"labels": [{"add": "sla_breached"}]}}]
-            assert (third.tickets_updated, third.single_writes, third.already_handled) == (1, 1, 0)
-            history = runtime.escalations.history(Platform.JIRA, "SUP-7")
-            assert [(e.transition.delivery_id, e.transition.actions) for e in history][1:] == [
-                ("jira-sla:third", (AddTags(("sla_breached",)),))
-            ]
-        finally:
-            runtime.close()
+        # Someone took the label off: the next breach puts it back, and that is recorded.
+        jira.issues["SUP-7"]["fields"]["labels"].remove("sla_breached")
+        third = sweep_jira(runtime, "jira-sla:third", 10)
+        assert jira.bodies("PUT", "/issue/SUP-7")[edits:] == [{"update": {"labels": [{"add": "sla_breached"}]}}]
+        assert (third.tickets_updated, third.single_writes, third.already_handled) == (1, 1, 0)
+        history = runtime.escalations.history(Platform.JIRA, "SUP-7")
+        assert [(e.transition.delivery_id, e.transition.actions) for e in history][1:] == [
+            ("jira-sla:third", (AddTags(("sla_breached",)),))
+        ]

@@ -14,17 +14,17 @@ import copy
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
 
 from adapters.zendesk.gateway import html_to_text
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.model import SYSTEM, Platform, State
 from integration.queue import DEADLINE_TASK
 from integration.store import DeliveryStatus
+from tests.conftest import NewRuntime
 from tests.infra.fakes import Clock
 from tests.jira.conftest import ENV as JIRA_ENV
 from tests.jira.conftest import NOW as JIRA_NOW
@@ -42,20 +42,13 @@ MANAGERS, HEAD = GROUP_IDS["Service Desk Managers"], GROUP_IDS["Head of Service 
 
 
 @pytest.fixture
-def runtimes(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
+def runtimes(new_runtime: NewRuntime) -> Callable[..., Runtime]:
     """Runtimes built as the CLI builds them (service-desk policy), on a scratch SQLite database and queue."""
-    made: list[Runtime] = []
 
     def make(env: dict[str, str], clock: Clock) -> Runtime:
-        settings = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": "service-desk"}
-        runtime = build_runtime(settings, clock=clock)
-        runtime.database.upgrade()
-        made.append(runtime)
-        return runtime
+        return new_runtime({**env, "TIERUP_POLICY": "service-desk"}, clock=clock)
 
-    yield make
-    for runtime in made:
-        runtime.close()
+    return make
 
 
 def run_deadline_task(runtime: Runtime) -> int:

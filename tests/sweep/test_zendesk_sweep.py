@@ -8,7 +8,6 @@ store with the sweep as its actor.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,12 @@ from flask.testing import FlaskClient
 from adapters.zendesk.gateway import ZendeskGateway, zenpy_client
 from adapters.zendesk.settings import ZendeskSettings
 from adapters.zendesk.sweep import CURSOR_NAME, RateLimiter, ZendeskSweepSource, still_real_breaches
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.cli.sweep import SWEEP_TASK_PREFIX, sweep_once
 from integration.model import Platform, State
 from integration.policy import Policy, load_policy
 from integration.sweep import SWEEP_ACTOR, SweepReport, run_sweep, sweep_source_of
+from tests.conftest import NewRuntime
 from tests.infra.fakes import Clock
 from tests.sweep.conftest import T0, Sleeps, SweepStorage, ZendeskSweepApi, epoch, metric_event
 from tests.zendesk.helpers import GROUP_IDS, NOTE_FIELD, NOW, changed, env, fixture, signed_headers
@@ -401,15 +401,16 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, clock: Clock, sleeps: Sleeps) -> Iterator[Runtime]:
-    settings = {**env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": "lead-review"}
-    built = build_runtime(settings, clock=clock)
-    built.database.upgrade()
-    gateway = built.adapters[Platform.ZENDESK].gateway
+def runtime(new_runtime: NewRuntime, clock: Clock, sleeps: Sleeps) -> Runtime:
+    return with_sleeps(new_runtime({**env(), "TIERUP_POLICY": "lead-review"}, clock=clock), sleeps)
+
+
+def with_sleeps(runtime: Runtime, sleeps: Sleeps) -> Runtime:
+    """The runtime, its Zendesk gateway recording the waits of the export's rate limit instead of sleeping them."""
+    gateway = runtime.adapters[Platform.ZENDESK].gateway
     assert isinstance(gateway, ZendeskGateway)
     gateway.sleep = sleeps
-    yield built
-    built.close()
+    return runtime
 
 
 def push(runtime: Runtime, payload: Any, invocation: str) -> None:
@@ -491,53 +492,45 @@ def test_a_ticket_the_worker_holds_is_swept_on_the_next_run(
 
 
 def test_a_deferred_request_is_escalated_with_a_reply_when_its_sla_breaches(
-    tmp_path: Path, zendesk: ZendeskSweepApi, sleeps: Sleeps
+    new_runtime: NewRuntime, zendesk: ZendeskSweepApi, sleeps: Sleeps
 ) -> None:
     clock = Clock(NOW)
-    settings = {**env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": "service-desk"}
-    runtime = build_runtime(settings, clock=clock)
-    runtime.database.upgrade()
-    try:
-        gateway = runtime.adapters[Platform.ZENDESK].gateway
-        assert isinstance(gateway, ZendeskGateway)
-        gateway.sleep = sleeps
-        zendesk.open_tickets(["4016"])  # first reply time pending until 13:00
-        request = changed(
-            fixture("trigger_escalation_requested.json"), escalation__reason="tierup_reason_sla_violation"
-        )
-        push(runtime, request, "01HQDEFER000000000000000001")
-        deferred = runtime.escalations.load(Platform.ZENDESK, "4016")
-        assert deferred is not None and deferred.state is State.DEFERRED
-        [(_, put)] = zendesk.single_puts()
-        assert put["additional_tags"] == ["escalation_deferred"] and put["comment"]["public"] is True
+    runtime = with_sleeps(new_runtime({**env(), "TIERUP_POLICY": "service-desk"}, clock=clock), sleeps)
+    zendesk.open_tickets(["4016"])  # first reply time pending until 13:00
+    request = changed(
+        fixture("trigger_escalation_requested.json"), escalation__reason="tierup_reason_sla_violation"
+    )
+    push(runtime, request, "01HQDEFER000000000000000001")
+    deferred = runtime.escalations.load(Platform.ZENDESK, "4016")
+    assert deferred is not None and deferred.state is State.DEFERRED
+    [(_, put)] = zendesk.single_puts()
+    assert put["additional_tags"] == ["escalation_deferred"] and put["comment"]["public"] is True
 
-        breach_at = datetime.fromisoformat("2026-03-10T13:00:00+00:00")
-        clock.now = breach_at + timedelta(minutes=5)
-        zendesk.events = [
-            metric_event(90, 4016, "apply_sla", NOW, metric="reply_time"),
-            metric_event(91, 4016, "breach", breach_at, metric="reply_time"),
-        ]
-        report = sweep_runtime(runtime, sleeps, since=NOW - timedelta(minutes=1))
-        assert report.tickets_escalated == 1
+    breach_at = datetime.fromisoformat("2026-03-10T13:00:00+00:00")
+    clock.now = breach_at + timedelta(minutes=5)
+    zendesk.events = [
+        metric_event(90, 4016, "apply_sla", NOW, metric="reply_time"),
+        metric_event(91, 4016, "breach", breach_at, metric="reply_time"),
+    ]
+    report = sweep_runtime(runtime, sleeps, since=NOW - timedelta(minutes=1))
+    assert report.tickets_escalated == 1
 
-        [[item]] = zendesk.bulk_bodies()
-        assert item["id"] == 4016
-        assert item["additional_tags"] == ["escalated", "sla_breached"]
-        assert item["remove_tags"] == ["escalation_deferred"]
-        assert item["group_id"] == GROUP_IDS["Service Desk Managers"]
-        assert item["comment"]["public"] is True
-        assert "your earlier escalation request has been taken up" in item["comment"]["html_body"]
-        note = {f["id"]: f["value"] for f in item["custom_fields"]}[NOTE_FIELD]
-        assert note.startswith("A service level was breached: escalated automatically to Service Desk Managers")
-        woken = runtime.escalations.load(Platform.ZENDESK, "4016")
-        assert woken is not None and woken.state is State.ESCALATED
-        last = woken.history[-1]
-        assert (last.from_state, last.to_state, last.rule, last.actor) == (
-            State.DEFERRED, State.ESCALATED, "SD1", SWEEP_ACTOR.id,
-        )  # fmt: skip
-        assert woken.first_contact_due == breach_at + timedelta(hours=1)  # SD10: one business hour
-    finally:
-        runtime.close()
+    [[item]] = zendesk.bulk_bodies()
+    assert item["id"] == 4016
+    assert item["additional_tags"] == ["escalated", "sla_breached"]
+    assert item["remove_tags"] == ["escalation_deferred"]
+    assert item["group_id"] == GROUP_IDS["Service Desk Managers"]
+    assert item["comment"]["public"] is True
+    assert "your earlier escalation request has been taken up" in item["comment"]["html_body"]
+    note = {f["id"]: f["value"] for f in item["custom_fields"]}[NOTE_FIELD]
+    assert note.startswith("A service level was breached: escalated automatically to Service Desk Managers")
+    woken = runtime.escalations.load(Platform.ZENDESK, "4016")
+    assert woken is not None and woken.state is State.ESCALATED
+    last = woken.history[-1]
+    assert (last.from_state, last.to_state, last.rule, last.actor) == (
+        State.DEFERRED, State.ESCALATED, "SD1", SWEEP_ACTOR.id,
+    )  # fmt: skip
+    assert woken.first_contact_due == breach_at + timedelta(hours=1)  # SD10: one business hour
 
 
 # --- the periodic task ------------------------------------------------------------------------------
@@ -561,25 +554,17 @@ def test_the_sweep_runs_as_a_periodic_huey_task(runtime: Runtime, zendesk: Zende
     assert esc is not None and esc.state is State.ESCALATED
 
 
-def test_the_interval_comes_from_settings(tmp_path: Path) -> None:
-    settings = {**env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_SWEEP_INTERVAL": "900"}
-    runtime = build_runtime(settings)
-    try:
-        [task] = [t for t in runtime.tasks.huey._registry.periodic_tasks if t.name.startswith(SWEEP_TASK_PREFIX)]
-        assert [m for m in range(60) if task.validate_datetime(datetime(2026, 3, 10, 10, m))] == [0, 15, 30, 45]
-    finally:
-        runtime.close()
+def test_the_interval_comes_from_settings(new_runtime: NewRuntime) -> None:
+    runtime = new_runtime({**env(), "TIERUP_SWEEP_INTERVAL": "900"}, upgrade=False)
+    [task] = [t for t in runtime.tasks.huey._registry.periodic_tasks if t.name.startswith(SWEEP_TASK_PREFIX)]
+    assert [m for m in range(60) if task.validate_datetime(datetime(2026, 3, 10, 10, m))] == [0, 15, 30, 45]
 
 
-def test_a_dry_run_has_no_sweep(tmp_path: Path) -> None:
-    settings = {**env(ZENDESK_API_TOKEN="", ZENDESK_EMAIL=""), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
-    runtime = build_runtime(settings)
-    try:
-        assert runtime.adapters[Platform.ZENDESK].dry_run
-        assert sweep_source_of(runtime.adapters[Platform.ZENDESK]) is None
-        assert not [t for t in runtime.tasks.huey._registry.periodic_tasks if t.name.startswith(SWEEP_TASK_PREFIX)]
-    finally:
-        runtime.close()
+def test_a_dry_run_has_no_sweep(new_runtime: NewRuntime) -> None:
+    runtime = new_runtime(env(ZENDESK_API_TOKEN="", ZENDESK_EMAIL=""), upgrade=False)
+    assert runtime.adapters[Platform.ZENDESK].dry_run
+    assert sweep_source_of(runtime.adapters[Platform.ZENDESK]) is None
+    assert not [t for t in runtime.tasks.huey._registry.periodic_tasks if t.name.startswith(SWEEP_TASK_PREFIX)]
 
 
 # --- tierup sweep ---------------------------------------------------------------------------------

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import responses
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from integration.cli.ops import Runtime, build_runtime
+from integration.cli.ops import Runtime
 from integration.model import Platform, State
 from integration.store import DeliveryStatus
+from tests.conftest import NewRuntime
 from tests.zendesk.helpers import NOW, FakeZendesk, changed, env, fixture, signed_headers
 
 TIMESTAMP = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -30,12 +30,8 @@ def api() -> Iterator[FakeZendesk]:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    settings = {**env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'tierup.db'}", "TIERUP_POLICY": "lead-review"}
-    built = build_runtime(settings, clock=lambda: NOW)
-    built.database.upgrade()
-    yield built
-    built.close()
+def runtime(new_runtime: NewRuntime) -> Runtime:
+    return new_runtime({**env(), "TIERUP_POLICY": "lead-review"}, clock=lambda: NOW)
 
 
 @pytest.fixture
