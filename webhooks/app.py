@@ -105,6 +105,17 @@ def create_app(config: WebConfig) -> Flask:
     return app
 
 
+def create_ops_app(config: WebConfig) -> Flask:
+    """Only /healthz, /readyz and /metrics: what a worker running apart serves on its metrics port."""
+    from webhooks import ops
+
+    app = Flask("tierup-ops")
+    app.extensions["tierup"] = config
+    _register_errors(app)
+    app.register_blueprint(ops.blueprint)
+    return app
+
+
 def _register_pages(app: Flask, config: WebConfig) -> None:
     """The escalation form and the leads' dashboard with its JSON API."""
     from webhooks import dashboard, escalate

@@ -131,6 +131,12 @@ class Runtime:
 
         return create_app(self.web_config())
 
+    def create_ops_app(self) -> Flask:
+        """Health, readiness and metrics only (a worker's own port): no receivers, form or dashboard."""
+        from webhooks.app import create_ops_app
+
+        return create_ops_app(self.web_config())
+
     def close(self) -> None:
         self.database.dispose()
         close = getattr(self.tasks.huey.storage, "close", None)
@@ -271,12 +277,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """The worker alone: run it on as many machines as needed (with DATABASE_URL and REDIS_URL)."""
+    """The worker alone: run it on as many machines as needed (with DATABASE_URL and REDIS_URL).
+
+    With --metrics-port it also answers /healthz, /readyz and /metrics there: what it
+    processed, failed and retried, its latency and its API calls are counted in this process,
+    so a worker running apart from the web server shows them only on its own port.
+    """
+    from werkzeug.serving import make_server
+
     runtime = _start(args, announce=True)
     runtime.worker.recover_in_flight()
+    server = None
+    if args.metrics_port is not None:
+        server = make_server(args.host, args.metrics_port, runtime.create_ops_app(), threaded=True)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        log.info("metrics on http://%s:%d/metrics", args.host, server.server_port)
     try:
         runtime.tasks.consumer(workers=args.workers).run()
     finally:
+        if server is not None:
+            server.shutdown()
         runtime.close()
     return 0
 
@@ -492,6 +512,8 @@ def register(sub: Any) -> None:
 
     worker = sub.add_parser("worker", help="run the worker alone")
     worker.add_argument("--workers", type=int, default=4, help="worker threads (default 4)")
+    worker.add_argument("--metrics-port", type=int, help="answer /healthz, /readyz and /metrics on this port")
+    worker.add_argument("--host", default="127.0.0.1", help="the address --metrics-port listens on")
     worker.set_defaults(handler=one_line_errors(cmd_worker))
 
     inbox = sub.add_parser("inbox", help="list webhook deliveries, newest first")

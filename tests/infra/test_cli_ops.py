@@ -317,9 +317,21 @@ def test_worker_process_takes_jobs_from_the_queue(cwd: Path) -> None:
     )
     runtime.tasks.enqueue(recorded.id)
 
-    proc = start(cwd, "worker", "--workers", "2")
+    port = free_port()
+    proc = start(cwd, "worker", "--workers", "2", "--metrics-port", str(port))
     try:
         wait_until(lambda: (row := runtime.inbox.get(recorded.id)) is not None and row.status is DeliveryStatus.FAILED)
+        # Running apart from the web server, the worker shows what it did on its own port.
+        assert wait_for_http(proc, f"http://127.0.0.1:{port}/healthz") == (200, {"status": "ok"})
+        assert get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            metrics = response.read().decode()
+        assert 'tierup_deliveries_failed_total{platform="jira"} 1' in metrics
+        assert 'tierup_processing_seconds_count{platform="jira"} 1' in metrics
+        assert 'tierup_inbox_deliveries{status="failed"} 1' in metrics
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no receivers, form or dashboard there
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/webhooks/jira", data=b"{}", timeout=2)
+        assert refused.value.code == 404
     finally:
         stop(proc)
     row = runtime.inbox.get(recorded.id)
