@@ -469,11 +469,28 @@ class ZendeskGateway:
             except PermanentError as exc:
                 if "status" not in update.ticket:
                     raise
-                # Zendesk refuses to solve an unassigned ticket unless "auto-assign upon solve" is on:
-                # the reply and the link still go, and the ticket stays open for an agent.
-                log.warning("ticket %s: Zendesk would not set its status (%s); sending the rest without it", ref, exc)
-                self._put(ref, replace(update, ticket={k: v for k, v in update.ticket.items() if k != "status"}))
+                self._put_without_solving_unassigned(ref, update, exc)
             log.info("ticket %s: applied %s of transition %s", ref, update.part, key)
+
+    def _put_without_solving_unassigned(self, ref: str, update: TicketUpdate, refused: PermanentError) -> None:
+        """Zendesk refused a status change: most likely solving an unassigned ticket (a request ticket).
+
+        Zendesk never solves a ticket without an assignee; with "auto-assign upon solve" on, it
+        assigns whoever solves it, and without it the update is refused (422). Tierup does what
+        that setting would: the same update again, assigned to Tierup's own agent user
+        (ZENDESK_BOT_USER_ID, stored by the installer). Refused again, or with no user known,
+        the rest goes without the status: the reply and the link land, and an agent solves it.
+        """
+        bot = self.settings.bot_user_id
+        if bot and "assignee_id" not in update.ticket:
+            log.info("ticket %s: Zendesk would not set its status (%s); assigning it to Tierup's user", ref, refused)
+            try:
+                self._put(ref, replace(update, ticket={**update.ticket, "assignee_id": int(bot)}))
+                return
+            except PermanentError as exc:
+                refused = exc
+        log.warning("ticket %s: Zendesk would not set its status (%s); sending the rest without it", ref, refused)
+        self._put(ref, replace(update, ticket={k: v for k, v in update.ticket.items() if k != "status"}))
 
     # --- many tickets at once (the SLA sweep) -------------------------------------------------
 

@@ -26,6 +26,7 @@ from integration.store import DeliveryStatus
 from tests.conftest import NewRuntime
 from tests.infra.fakes import Clock
 from tests.zendesk.helpers import (
+    BOT_ID,
     DUE_FIELD,
     GROUP_IDS,
     NOTE_FIELD,
@@ -291,10 +292,11 @@ def test_the_senders_answer_with_the_number_escalates_after_all(
 # --- failures on the email's own ticket ---------------------------------------------------------------------
 
 
-def test_when_zendesk_will_not_solve_the_email_the_reply_and_link_still_go(
+def test_when_zendesk_will_not_solve_the_unassigned_email_it_is_assigned_to_tierups_user_and_solved(
     client: FlaskClient, runtime: Runtime, api: FakeZendesk
 ) -> None:
-    # Zendesk refuses to solve an unassigned ticket unless "auto-assign upon solve" is on (422).
+    # Zendesk never solves an unassigned ticket; without "auto-assign upon solve" it refuses (422).
+    # Tierup does what that setting would: assigns the email to its own agent user and solves it.
     api.show(TICKET)
     api.put_failures = [None, (422, fixture("api_error_422_record_invalid.json"), {})]
     assert deliver(client, runtime, email("Escalation #4016", "The fix did not work.")) == 202
@@ -302,11 +304,28 @@ def test_when_zendesk_will_not_solve_the_email_the_reply_and_link_still_go(
     assert (api.reads, api.writes) == (1, 3)
     refused, sent = puts_to(api, REQUEST)
     assert refused == request_put(f"{INVOCATION}:1:request")
-    without_status = request_put(f"{INVOCATION}:1:request")
-    del without_status["ticket"]["status"]
-    assert sent == without_status
+    assigned = request_put(f"{INVOCATION}:1:request")
+    assigned["ticket"]["assignee_id"] = int(BOT_ID)  # ZENDESK_BOT_USER_ID, stored by the installer
+    assert sent == assigned
     escalation = runtime.escalations.load(Platform.ZENDESK, TICKET)
     assert escalation is not None and escalation.state is State.ESCALATED
+    (stored,) = runtime.inbox.recent()
+    assert stored.status is DeliveryStatus.PROCESSED
+
+
+def test_when_zendesk_will_not_solve_the_email_at_all_the_reply_and_link_still_go(
+    client: FlaskClient, runtime: Runtime, api: FakeZendesk
+) -> None:
+    api.show(TICKET)
+    refusal = (422, fixture("api_error_422_record_invalid.json"), {})
+    api.put_failures = [None, refusal, refusal]  # assigned to Tierup's user, still refused
+    assert deliver(client, runtime, email("Escalation #4016", "The fix did not work.")) == 202
+
+    assert (api.reads, api.writes) == (1, 4)
+    *_, sent = puts_to(api, REQUEST)
+    without_status = request_put(f"{INVOCATION}:1:request")
+    del without_status["ticket"]["status"]
+    assert sent == without_status  # the reply and the link land; an agent solves it
     (stored,) = runtime.inbox.recent()
     assert stored.status is DeliveryStatus.PROCESSED
 
