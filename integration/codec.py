@@ -133,6 +133,7 @@ def ticket_from_json(data: Any, platform: Platform, key: str = "ticket") -> Tick
         tags=frozenset(d.get("tags", ())),
         slas=slas,
         cc_emails=frozenset(d.get("cc_emails", ())),
+        cc_ids=frozenset(str(i) for i in d.get("cc_ids", ())),
         subject=d.get("subject"),
         version=d.get("version"),
     )

@@ -142,6 +142,9 @@ class TicketSnapshot:
     tags: frozenset[str] = frozenset()
     slas: tuple[SlaTarget, ...] = ()
     cc_emails: frozenset[str] = frozenset()
+    # Helpdesk user ids of the people copied in (Zendesk CCs, JSM request participants): Jira
+    # Cloud often hides e-mail addresses, so the id is what matches.
+    cc_ids: frozenset[str] = frozenset()
     subject: str | None = None
     # The platform's optimistic-concurrency token (Zendesk updated_stamp, Jira updated);
     # opaque to the core.

@@ -42,6 +42,8 @@ def on_ticket(policy: Policy, request: EscalationRequest, ticket: TicketSnapshot
         return True
     if ticket.requester is not None and request.requested_by.id == ticket.requester.id:
         return True  # the same helpdesk user (Jira Cloud often hides e-mail addresses)
+    if request.requested_by.id in ticket.cc_ids:
+        return True
     email = (request.requested_by.email or "").strip().lower()
     known = {e.lower() for e in ticket.cc_emails}
     if ticket.requester is not None and ticket.requester.email:

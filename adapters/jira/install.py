@@ -119,6 +119,15 @@ FIELD_NEEDS = (
         False,
         "a lead's cancel feedback is the comment made with the change",
     ),
+    FieldNeed(
+        "JIRA_FIELD_PARTICIPANTS",
+        "participants",
+        "Request participants",
+        "Request participants (Jira Service Management's own field)",
+        frozenset({"array"}),
+        False,
+        "request participants are not taken as CCs: only the reporter may escalate an issue by form or email",
+    ),
 )
 
 

@@ -246,6 +246,7 @@ def issue_snapshot(issue: Json, settings: JiraSettings, slas: Iterable[Any] = ()
     fields = issue.obj("fields")
     priority = fields.opt_obj("priority")
     region = field_text(fields, settings.fields.region)
+    participants = _users(fields, settings.fields.participants)
     return TicketSnapshot(
         ref=issue.text("key"),
         platform=Platform.JIRA,
@@ -257,9 +258,21 @@ def issue_snapshot(issue: Json, settings: JiraSettings, slas: Iterable[Any] = ()
         region=region.upper() if region else None,
         tags=frozenset(fields.texts("labels")),
         slas=tuple(slas),
+        cc_emails=frozenset(e for u in participants if (e := u.opt_text("emailAddress"))),
+        cc_ids=frozenset(i for u in participants if (i := user_id(u))),
         subject=fields.opt_text("summary"),
         version=fields.opt_text("updated"),
     )
+
+
+def _users(fields: Json, field_id: str | None) -> list[Json]:
+    """The users in a multi-user field (JSM's Request participants); none when unset, empty or not users."""
+    if not field_id:
+        return []
+    try:
+        return fields.objects(field_id)
+    except JiraPayloadError:  # a setting naming another kind of field must not stop every escalation
+        return []
 
 
 def project_of(issue: Json) -> tuple[str, str | None]:

@@ -45,6 +45,7 @@ class JiraFields:
     lead_group: str | None = None  # a group picker: Jira cannot assign an issue to a group
     first_contact_due: str | None = None  # a date-time field; `duedate` (a date) when None
     feedback: str | None = None  # a lead's cancel feedback, when the team keeps it in a field
+    participants: str | None = None  # JSM's Request participants: the request's CCs (read only)
 
     def by_logical_name(self) -> dict[str, str]:
         """Configured fields by their logical names (for SetField actions)."""
@@ -143,6 +144,7 @@ class JiraSettings:
                 lead_group=_custom_field(env, "JIRA_FIELD_LEAD_GROUP"),
                 first_contact_due=_custom_field(env, "JIRA_FIELD_FIRST_CONTACT_DUE"),
                 feedback=_custom_field(env, "JIRA_FIELD_FEEDBACK"),
+                participants=_custom_field(env, "JIRA_FIELD_PARTICIPANTS"),
             ),
             labels=JiraLabels(
                 request=_label(env, "JIRA_LABEL_REQUEST", _DEFAULT_LABELS.request),

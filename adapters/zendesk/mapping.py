@@ -211,6 +211,7 @@ def ticket_read_from_show(data: Mapping[str, Any]) -> TicketRead | None:
         tags=frozenset(words(ticket.get("tags"))),
         slas=sla_targets(metrics if isinstance(metrics, list) else ()),
         cc_emails=cc_emails,
+        cc_ids=frozenset(i for i in cc_ids if i),
         subject=text(ticket.get("subject")),
         version=text(ticket.get("updated_at")),
     )

@@ -299,6 +299,34 @@ def test_the_same_jira_user_counts_when_the_email_address_is_hidden(runtime: Run
     assert_escalated_and_carried_over(site, runtime)
 
 
+def test_a_request_participant_of_the_issue_may_escalate_it(make_runtime: Any, site: Site) -> None:
+    # JSM's Request participants are the request's CCs; Jira Cloud hides this one's e-mail address.
+    runtime = make_runtime(JIRA_FIELD_PARTICIPANTS="customfield_10027")
+    ticket_answers(site)
+    request_answers(site)
+    participant = {"accountId": "557058:f1c2d3e4-0000-4000-8000-particip0001", "displayName": "Robin Participant"}
+    payload = email("Escalate SUP-7", "The fix did not work.", **participant)
+    for who in (payload["issue"]["fields"]["reporter"], payload["user"]):
+        who.pop("emailAddress", None)
+    assert deliver(runtime, payload) == 202
+    done = assert_escalated_and_carried_over(site, runtime)
+    escalation = runtime.escalations.load(Platform.JIRA, TICKET)
+    assert escalation is not None and escalation.requested_by is not None
+    assert escalation.requested_by.id == participant["accountId"] and done.rule == "SD5"
+
+
+def test_without_the_participants_field_a_participant_gets_the_sd8_answer(runtime: Runtime, site: Site) -> None:
+    site.writes(REQUEST, transitions=False)
+    site.rsps.get(site.api(f"issue/{TICKET}"), json=fixture("rest_api2_issue_get_jsm_sla_breached.json"))
+    participant = {"accountId": "557058:f1c2d3e4-0000-4000-8000-particip0001", "displayName": "Robin Participant"}
+    payload = email("Escalate SUP-7", "The fix did not work.", **participant)
+    for who in (payload["issue"]["fields"]["reporter"], payload["user"]):
+        who.pop("emailAddress", None)
+    assert deliver(runtime, payload) == 202
+    assert_only_the_sd8_reply(site)
+    assert runtime.escalations.load(Platform.JIRA, TICKET) is None
+
+
 # --- a retry after the escalation landed ---------------------------------------------------------------------------
 
 

@@ -37,6 +37,14 @@ def test_form_request_by_a_cc_is_decided() -> None:
     assert not isinstance(result, Ignored)
 
 
+def test_email_request_by_a_cc_known_only_by_id_is_decided() -> None:
+    # Jira Cloud often hides e-mail addresses: a JSM request participant matches by account id.
+    asker = Person(id="557058:participant")
+    snap = ticket(cc_ids=frozenset({"557058:participant"}))
+    result = run(request(channel=Channel.EMAIL, requested_by=asker, ticket=snap))
+    assert not isinstance(result, Ignored)
+
+
 def test_form_request_by_a_stranger_changes_nothing() -> None:
     store, gateway = MemoryStore(), DryRunGateway(platform=request().platform)
     asker = Person(id="form:x@evil.example", email="x@evil.example")

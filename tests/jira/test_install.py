@@ -278,6 +278,11 @@ def test_everything_present_is_checked_and_reported_ok(
                  'checked issue link type "Relates" found'):  # fmt: skip
         assert line in out
     assert "note: JIRA_FIELD_FEEDBACK is not set" in out
+    assert (
+        "note: JIRA_FIELD_PARTICIPANTS is not set, so request participants are not taken as CCs: only the reporter "
+        'may escalate an issue by form or email; to use it: set JIRA_FIELD_PARTICIPANTS=customfield_10027 (the field '
+        'named "Request participants")'
+    ) in out
 
 
 def test_a_missing_link_type_is_reported_with_the_ones_that_exist(
