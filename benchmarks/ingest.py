@@ -53,7 +53,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,7 +146,8 @@ def durable_insert(url: str) -> Callable[[bytes], None]:
             conn.execute("PRAGMA synchronous=NORMAL")
             return conn
 
-        connect_sqlite().execute("CREATE TABLE IF NOT EXISTS bare_inbox (id INTEGER PRIMARY KEY, body BLOB)")
+        with closing(connect_sqlite()) as setup:
+            setup.execute("CREATE TABLE IF NOT EXISTS bare_inbox (id INTEGER PRIMARY KEY, body BLOB)")
         sql, connect = "INSERT INTO bare_inbox (body) VALUES (?)", connect_sqlite
     else:
         import psycopg
@@ -156,7 +157,8 @@ def durable_insert(url: str) -> Callable[[bytes], None]:
         def connect_postgres() -> Any:
             return psycopg.connect(plain, autocommit=True)
 
-        connect_postgres().execute("CREATE TABLE IF NOT EXISTS bare_inbox (id BIGSERIAL PRIMARY KEY, body BYTEA)")
+        with closing(connect_postgres()) as setup:
+            setup.execute("CREATE TABLE IF NOT EXISTS bare_inbox (id BIGSERIAL PRIMARY KEY, body BYTEA)")
         sql, connect = "INSERT INTO bare_inbox (body) VALUES (%s)", connect_postgres
 
     def insert(body: bytes) -> None:
@@ -169,14 +171,17 @@ def durable_insert(url: str) -> Callable[[bytes], None]:
 
 
 def machine_cpu_seconds() -> float | None:
-    """CPU time the whole machine has spent (all processes, all cores), or None off Linux."""
+    """CPU time the whole machine has spent (all processes, all cores), or None off Linux.
+
+    user + nice + system + irq + softirq: not idle or iowait, and not steal (time the
+    hypervisor gave to other guests, which on a shared machine would count their work as ours).
+    """
     try:
         with open("/proc/stat") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
+            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in stat.readline().split()[1:8])
     except (OSError, ValueError):
         return None
-    idle = fields[3] + fields[4]  # idle and iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 # --- targets -----------------------------------------------------------------------------------------------
