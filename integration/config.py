@@ -14,7 +14,10 @@ class ConfigError(ValueError):
     """A setting that is missing or wrong; the message names it."""
 
 
-def load_env(path: str | Path = ".env") -> dict[str, str]:
+ENV_FILE = Path(".env")  # where load_env() reads settings, so where the installers store them
+
+
+def load_env(path: str | Path = ENV_FILE) -> dict[str, str]:
     """The process environment over the values of `.env` (the environment wins)."""
     values = {k: v for k, v in dotenv_values(path).items() if v is not None} if Path(path).exists() else {}
     values.update(os.environ)

@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from adapters.jira.gateway import JiraGateway
 from adapters.jira.install import apply_install, describe_install, plan_install, uninstall
 from adapters.jira.settings import JiraSettings
-from integration.cli import CommandError
-from integration.config import ConfigError, CoreSettings, load_env
+from integration.cli import CommandError, install_parsers
+from integration.config import ENV_FILE, ConfigError, CoreSettings, load_env
 from integration.policy import Policy, load_policy
 from integration.ports import GatewayError
-
-ENV_FILE = Path(".env")  # where load_env() reads settings, so where the installer stores them
-
-
-def _target_parsers(sub: Any) -> tuple[Any, Any]:
-    # Returns the (install, uninstall) sub-subparser collections, creating them once: the Zendesk
-    # commands share them through the same helper, whichever registers first.
-    choices = sub.choices
-    if "install" not in choices:
-        sub.add_parser("install", help="create or update what Tierup needs in a helpdesk").add_subparsers(
-            dest="target", required=True
-        )
-        sub.add_parser("uninstall", help="remove what `install` created").add_subparsers(dest="target", required=True)
-    return choices["install"]._subparsers._group_actions[0], choices["uninstall"]._subparsers._group_actions[0]
 
 
 def register(sub: Any) -> None:
     """Add `install jira` and `uninstall jira` to the `tierup` parser."""
-    install, remove = _target_parsers(sub)
+    install, remove = install_parsers(sub)
     p = install.add_parser("jira", help="register the Jira webhook and check fields, groups, priorities and status")
     p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing in Jira or .env")
     p.set_defaults(handler=cmd_install_jira)

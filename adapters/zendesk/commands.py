@@ -4,34 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from adapters.zendesk.gateway import zenpy_client
 from adapters.zendesk.install import Report, ZendeskInstaller
 from adapters.zendesk.settings import ZendeskSettings
-from integration.config import ConfigError, CoreSettings, load_env
+from integration.cli import install_parsers
+from integration.config import ENV_FILE, ConfigError, CoreSettings, load_env
 from integration.policy import load_policy
 from integration.ports import GatewayError
-
-ENV_FILE = Path(".env")  # where load_env() reads settings, so where the installer stores them
-
-
-def _target_parsers(sub: Any) -> tuple[Any, Any]:
-    # Returns the (install, uninstall) sub-subparser collections, creating them once: the Jira
-    # commands share them through the same helper, whichever registers first.
-    choices = sub.choices
-    if "install" not in choices:
-        sub.add_parser("install", help="create or update what Tierup needs in a helpdesk").add_subparsers(
-            dest="target", required=True
-        )
-        sub.add_parser("uninstall", help="remove what `install` created").add_subparsers(dest="target", required=True)
-    return choices["install"]._subparsers._group_actions[0], choices["uninstall"]._subparsers._group_actions[0]
 
 
 def register(sub: Any) -> None:
     """Add `install zendesk` and `uninstall zendesk` to the `tierup` parser."""
-    install, remove = _target_parsers(sub)
+    install, remove = install_parsers(sub)
     p = install.add_parser(
         "zendesk", help="create or update Tierup's fields, groups, webhook, triggers, macros and SLA automation"
     )

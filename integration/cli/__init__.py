@@ -23,6 +23,20 @@ class CommandError(Exception):
 Handler = Callable[[argparse.Namespace], int]
 
 
+def install_parsers(sub: Any) -> tuple[Any, Any]:
+    """The `install` and `uninstall` commands' target subparsers, created by whichever adapter registers first.
+
+    Each adapter adds its platform under both (`tierup install zendesk`, `tierup uninstall jira`).
+    """
+    choices = sub.choices
+    if "install" not in choices:
+        sub.add_parser("install", help="create or update what Tierup needs in a helpdesk").add_subparsers(
+            dest="target", required=True
+        )
+        sub.add_parser("uninstall", help="remove what `install` created").add_subparsers(dest="target", required=True)
+    return choices["install"]._subparsers._group_actions[0], choices["uninstall"]._subparsers._group_actions[0]
+
+
 def _add_decide(sub: Any) -> None:
     p = sub.add_parser("decide", help="decide one request with a policy (reproducible: the clock comes from the input)")
     p.add_argument("--policy", default="lead-review", help="a shipped policy name or a TOML file")
