@@ -89,27 +89,24 @@ def web_config() -> WebConfig:
 
 
 def create_app(config: WebConfig) -> Flask:
-    """Build the web app: webhook receivers, health, readiness and metrics."""
-    from webhooks import ops, receive
+    """Build the web app: webhook receivers, the form and dashboard, and the ops endpoints."""
+    from webhooks import receive
 
-    app = Flask("tierup")
+    app = create_ops_app(config, name="tierup")
     # Werkzeug caps the read of a body sent without Content-Length (chunked) at this, but
     # silently: one byte over the limit lets the receiver see that the body was longer.
     app.config["MAX_CONTENT_LENGTH"] = config.settings.max_body_bytes + 1
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["tierup"] = config
-    _register_errors(app)
     app.register_blueprint(receive.blueprint)
-    app.register_blueprint(ops.blueprint)
     _register_pages(app, config)
     return app
 
 
-def create_ops_app(config: WebConfig) -> Flask:
-    """Only /healthz, /readyz and /metrics: what a worker running apart serves on its metrics port."""
+def create_ops_app(config: WebConfig, *, name: str = "tierup-ops") -> Flask:
+    """Only /healthz, /readyz and /metrics (a worker running apart serves this); create_app builds on it."""
     from webhooks import ops
 
-    app = Flask("tierup-ops")
+    app = Flask(name)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["tierup"] = config
     _register_errors(app)
     app.register_blueprint(ops.blueprint)
