@@ -12,7 +12,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.constants import EmptyData
-from huey.storage import SqliteStorage
+from huey.storage import RedisStorage, SqliteStorage
 
 from integration.config import CoreSettings
 from integration.model import Platform
@@ -220,6 +220,26 @@ class TaskQueue:
     def enqueue(self, row_id: int) -> None:
         """Queue delivery `row_id` for processing now."""
         self.process_task(row_id)
+
+    def enqueue_many(self, row_ids: Sequence[int]) -> None:
+        """Queue deliveries for processing now, in order, in one write to the queue's storage.
+
+        Huey enqueues one task per write; the receiver stores deliveries that arrive together
+        in one statement (integration.intake) and queues their jobs the same way: one
+        transaction on SQLite, one LPUSH on Redis (Huey's RedisStorage pops from the other end).
+        """
+        storage = self.huey.storage
+        if self.huey.immediate or type(storage) not in (WalSqliteStorage, RedisStorage):
+            for row_id in row_ids:
+                self.enqueue(row_id)
+            return
+        messages = [self.huey.serialize_task(self.process_task.s(row_id)) for row_id in row_ids]
+        if isinstance(storage, RedisStorage):
+            storage.conn.lpush(storage.queue_key, *messages)
+            return
+        rows = [(storage.name, storage.to_blob(m), 0) for m in messages]
+        with storage.db(commit=True) as cursor:
+            cursor.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
 
     def schedule(self, row_id: int, delay: float) -> None:
         """Queue delivery `row_id` to run in `delay` seconds (now when <= 0)."""

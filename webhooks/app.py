@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
@@ -13,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from integration.config import ConfigError, CoreSettings
+from integration.intake import Intake
 from integration.model import Platform
 from integration.policy import Policy
 from integration.ports import PayloadError, PlatformAdapter, SignatureError
@@ -63,7 +65,7 @@ class WebConfig:
     settings: CoreSettings
     adapters: Mapping[Platform, PlatformAdapter]
     inbox: Inbox
-    enqueue: Callable[[int], None]  # queue a stored delivery's row id for the worker
+    enqueue: Callable[[Sequence[int]], None]  # queue stored deliveries' row ids for the worker, in order
     metrics: Metrics = field(default_factory=Metrics)
     # Readiness: name -> a check that raises when that dependency is not reachable.
     checks: Mapping[str, Callable[[], None]] = field(default_factory=dict)
@@ -73,6 +75,11 @@ class WebConfig:
     policy: Policy | None = None
     escalations: SqlEscalationStore | None = None
     channels: ChannelSettings = field(default_factory=ChannelSettings)
+
+    @cached_property
+    def intake(self) -> Intake:
+        """Stores and queues what the receivers accept, together when deliveries arrive together."""
+        return Intake(self.inbox, self.enqueue)
 
     def adapter(self, platform: str) -> PlatformAdapter | None:
         """The adapter for a URL's platform segment, or None when it is unknown or not configured."""

@@ -45,7 +45,7 @@ from integration.logs import log_context
 from integration.model import Person, Platform, Reason
 from integration.policy import REASON_LABELS, Policy
 from integration.ports import Delivery
-from integration.store import RateLimits, WebSecrets
+from integration.store import Arrival, RateLimits, WebSecrets
 from webhooks.app import WebConfig, web_config
 
 blueprint = Blueprint(
@@ -302,13 +302,8 @@ def submit_form() -> ResponseReturnValue:
     )  # fmt: skip
     delivery = Delivery(platform=platform, delivery_id=delivery_id, headers=form_headers(), body=body, received_at=now)
     with log_context(delivery_id=delivery_id, ticket_ref=ticket):
-        recorded = config.inbox.record(delivery, kind=FORM_KIND, ticket_ref=ticket, occurred_at=now)
+        recorded = config.intake.accept(Arrival(delivery, FORM_KIND, ticket, now))
         if recorded.created:
-            try:
-                config.enqueue(recorded.id)
-            except Exception:
-                # Stored is safe: in-flight recovery queues it once its lease is over.
-                log.exception("stored form submission %s but could not queue it; recovery will", recorded.id)
             log.info("form submission stored as %s", recorded.id)
             config.metrics.received.inc(platform.value)
         else:

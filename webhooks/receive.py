@@ -1,4 +1,4 @@
-"""POST /webhooks/<platform>: verify → record → enqueue → 202. The worker does the rest."""
+"""POST /webhooks/<platform>: verify → store and enqueue → 202. The worker does the rest."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from integration.logs import log_context
 from integration.ports import Classified, Delivery, PayloadError, PlatformAdapter, SignatureError
-from integration.store import HeaderMap
+from integration.store import Arrival, HeaderMap
 from webhooks.app import web_config
 
 blueprint = Blueprint("webhooks", __name__)
@@ -54,19 +54,12 @@ def receive(platform: str) -> ResponseReturnValue:
     delivery_id = _delivery_id(_platform_delivery_id(adapter, headers, body), body)
     delivery = Delivery(platform=adapter.platform, delivery_id=delivery_id, headers=headers, body=body, received_at=now)
     with log_context(delivery_id=delivery_id, ticket_ref=classified.ticket_ref):
-        recorded = config.inbox.record(
-            delivery, kind=_CONTROL.sub("", classified.kind), ticket_ref=classified.ticket_ref,
-            occurred_at=classified.occurred_at,
-        )  # fmt: skip
+        arrival = Arrival(delivery, _CONTROL.sub("", classified.kind), classified.ticket_ref, classified.occurred_at)
+        recorded = config.intake.accept(arrival)  # stored and queued, with whatever arrived alongside
         if not recorded.created:
             log.info("duplicate delivery: already stored as %s", recorded.id)
             config.metrics.responses.inc(adapter.platform.value, "200")
             return jsonify(status="duplicate", id=recorded.id), 200
-        try:
-            config.enqueue(recorded.id)
-        except Exception:
-            # Stored is safe: in-flight recovery queues it once its lease is over.
-            log.exception("stored %s but could not queue it; recovery will", recorded.id)
         log.info("accepted %s as %s", classified.kind, recorded.id)
         config.metrics.received.inc(adapter.platform.value)
         config.metrics.responses.inc(adapter.platform.value, "202")

@@ -115,7 +115,7 @@ class Runtime:
             settings=self.settings,
             adapters=self.adapters,
             inbox=self.inbox,
-            enqueue=self.tasks.enqueue,
+            enqueue=self.tasks.enqueue_many,
             metrics=self.metrics,
             checks={"database": self.database.ping, "queue": self.tasks.ping},
             queue_depth=self.tasks.depth,

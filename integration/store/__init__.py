@@ -7,12 +7,12 @@ schema is owned by the Alembic migrations in integration/store/migrations (`Data
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
 import threading
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,12 +34,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    bindparam,
     create_engine,
     delete,
     event,
     func,
-    insert,
     select,
     text,
     update,
@@ -320,6 +318,9 @@ class HeaderMap(Mapping[str, str]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.lower() in self._items
 
+    def items(self) -> ItemsView[str, str]:  # the pairs as received, without a lookup per name
+        return cast(ItemsView[str, str], dict(self._items.values()).items())
+
     def __repr__(self) -> str:
         return f"HeaderMap({dict(self.items())!r})"
 
@@ -337,7 +338,13 @@ _USEFUL_HEADER = re.compile(
 
 def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The headers that matter for parsing and tracing; never a signature or credential."""
-    return {k: v for k, v in headers.items() if _USEFUL_HEADER.match(k) and not _SECRET_HEADER.search(k)}
+    return {k: v for k, v in headers.items() if _is_stored_header(k)}
+
+
+@functools.lru_cache(maxsize=512)
+def _is_stored_header(name: str) -> bool:
+    # Every delivery brings the same few names: each is judged once (bounded, whatever senders invent).
+    return bool(_USEFUL_HEADER.match(name)) and not _SECRET_HEADER.search(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +400,16 @@ def _stored(row: DeliveryRow) -> StoredDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Arrival:
+    """A verified delivery to store, with what its receiver read from it."""
+
+    delivery: Delivery
+    kind: str
+    ticket_ref: str | None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Recorded:
     """The outcome of writing a delivery to the inbox."""
 
@@ -401,16 +418,19 @@ class Recorded:
 
 
 class _DeliveryInsert:
-    """The inbox's INSERT, compiled once for the engine's dialect and run straight on the DBAPI connection.
+    """The inbox's INSERT of one or several rows, run straight on the DBAPI connection.
 
     Every webhook stores one delivery, and SQLAlchemy's execution machinery (events, execution
     context, result set-up, transaction bookkeeping) cost more than the database's own write
-    (benchmarks/ingest.py). The SQL and the columns' bind processors are SQLAlchemy's, so the
-    stored values are exactly what the ORM stores. The statement commits on its own (autocommit):
-    on SQLite the write lock is then held only inside the statement, never while Python (waiting
-    for the GIL among gunicorn's threads) runs between BEGIN and COMMIT, which made writers in
-    the other processes back off and sleep; on PostgreSQL it saves the BEGIN and COMMIT round
-    trips. DBAPI errors come out as SQLAlchemy's (IntegrityError for a duplicate, ...).
+    (benchmarks/ingest.py). The columns' bind processors are SQLAlchemy's, so the stored values
+    are exactly what the ORM stores. Deliveries arriving together are written by one statement
+    (integration.intake), which skips the ones already stored (ON CONFLICT DO NOTHING: the
+    unique constraint on platform + delivery id decides, even between processes) and returns
+    the ids of those it stored. The statement commits on its own (autocommit): on SQLite the
+    write lock is then held only inside the statement, never while Python (waiting for the GIL
+    among gunicorn's threads) runs between BEGIN and COMMIT, which made writers in the other
+    processes back off and sleep; on PostgreSQL it saves the BEGIN and COMMIT round trips.
+    DBAPI errors come out as SQLAlchemy's.
     """
 
     COLUMNS = (
@@ -422,110 +442,85 @@ class _DeliveryInsert:
         self.engine = engine
         dialect = engine.dialect
         table: Any = DeliveryRow.__table__
-        statement: Any = insert(table).values({name: bindparam(name) for name in self.COLUMNS})
         self.sqlite = dialect.name == "sqlite"
-        if not self.sqlite:
-            statement = statement.returning(table.c.id)
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.order: tuple[str, ...] | None = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._table = table.name
+        self._statements: dict[int, str] = {}
         self.processors = [
             (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self.COLUMNS
         ]
         self.dbapi_error: Any = dialect.loaded_dbapi.Error
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[Any] = []
+        self._lock = threading.Lock()  # one statement at a time on the one connection
+        self._raw: Any = None
 
-    def __call__(self, values: Mapping[str, Any]) -> int:
-        """Insert one row; its id."""
-        bound = {name: process(values[name]) if process else values[name] for name, process in self.processors}
-        params: Any = tuple(bound[name] for name in self.order) if self.order is not None else bound
+    def sql(self, rows: int) -> str:
+        """The statement for `rows` rows (made once per count)."""
+        statement = self._statements.get(rows)
+        if statement is None:
+            row = "(" + ", ".join([self._mark] * len(self.COLUMNS)) + ")"
+            statement = self._statements[rows] = (
+                f"INSERT INTO {self._table} ({', '.join(self.COLUMNS)}) VALUES {', '.join([row] * rows)} "
+                "ON CONFLICT (platform, delivery_id) DO NOTHING RETURNING id, platform, delivery_id"
+            )
+        return statement
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+        """Insert the rows not stored yet; (platform, delivery id) -> id of each row inserted."""
+        params: list[Any] = []
+        for values in rows:
+            params.extend(process(values[name]) if process else values[name] for name, process in self.processors)
+        sql = self.sql(len(rows))
         try:
-            return self._insert(params, reconnect=True)
+            return self._insert(sql, params, reconnect=True)
         except _Reconnect:
-            return self._insert(params, reconnect=False)  # once more, on a fresh connection
+            return self._insert(sql, params, reconnect=False)  # once more, on a fresh connection
 
-    def _insert(self, params: Any, *, reconnect: bool) -> int:
-        raw = self._held()
-        try:
-            cursor = raw.cursor()
+    def _insert(self, sql: str, params: Sequence[Any], *, reconnect: bool) -> dict[tuple[str, str], int]:
+        with self._lock:
+            raw = self._connection()
             try:
-                cursor.execute(self.sql, params)
-                row_id = cursor.lastrowid if self.sqlite else cast(Any, cursor.fetchone())[0]
-            finally:
-                cursor.close()
-            return int(row_id)
-        except self.dbapi_error as exc:
-            gone = self.engine.dialect.is_disconnect(exc, raw.dbapi_connection, None)
-            if gone:
-                # The server went away (a restart, an idle timeout): that connection is gone, not the row's fault.
-                self._forget(raw)
-                raw.invalidate(exc)
-            else:
-                self._release(raw)
-            self._local.holder = None  # its finalizer finds the connection dealt with
-            if gone and reconnect:
-                raise _Reconnect from exc
-            raise DBAPIError.instance(self.sql, None, exc, self.dbapi_error) from exc
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(sql, params)
+                    return {(platform, delivery_id): int(id) for id, platform, delivery_id in cursor.fetchall()}
+                finally:
+                    cursor.close()
+            except self.dbapi_error as exc:
+                # In autocommit a failed statement leaves the connection usable, unless the server went away.
+                if self.engine.dialect.is_disconnect(exc, raw.dbapi_connection, None):
+                    # A restart, an idle timeout, a failover: that connection is gone, not the rows' fault.
+                    raw.invalidate(exc)
+                    self._raw = None
+                    if reconnect:
+                        raise _Reconnect from exc
+                raise DBAPIError.instance(sql, None, exc, self.dbapi_error) from exc
 
-    def _held(self) -> Any:
-        """This thread's connection, checked out of the pool once and kept (in autocommit) while the thread lives.
+    def _connection(self) -> Any:
+        """The inbox's one connection, checked out of the pool once and kept (in autocommit).
 
         Checking a connection out and back in for every webhook cost as much as the INSERT
-        itself (and on PostgreSQL a pre-ping round trip); each server thread keeps one instead.
-        A thread that ends gives its connection back to the pool: `tierup serve`'s server runs
-        every connection in a thread of its own, and connections kept by finished threads
-        would soon leave none for the next delivery.
+        itself (and on PostgreSQL a pre-ping round trip). One is enough: the receivers write
+        one batch at a time (integration.intake), and SQLite takes one writer at a time anyway.
         """
-        holder: _Holder | None = getattr(self._local, "holder", None)
-        if holder is not None and holder.raw.dbapi_connection is not None:
-            return holder.raw
-        raw: Any = self.engine.raw_connection()
-        if not self.sqlite:
-            raw.driver_connection.autocommit = True  # SQLite's is in autocommit already (make_engine)
-        holder = _Holder(raw)
-        # The thread's locals go when the thread does, and the holder with them.
-        weakref.finalize(holder, self._release, raw)
-        self._local.holder = holder
-        with self._lock:
-            self._all.append(raw)
+        raw: Any = self._raw
+        if raw is None or raw.dbapi_connection is None:
+            raw = self._raw = self.engine.raw_connection()
+            if not self.sqlite:
+                raw.driver_connection.autocommit = True  # SQLite's is in autocommit already (make_engine)
         return raw
 
-    def _forget(self, raw: Any) -> None:
-        with self._lock:
-            if raw in self._all:
-                self._all.remove(raw)
-
-    def _release(self, raw: Any) -> None:
-        """Give a held connection back to the pool, once (a thread's end, a failed insert, close)."""
-        with self._lock:
-            if raw not in self._all:
-                return  # given back already, or invalidated
-            self._all.remove(raw)
-        try:
-            if raw.dbapi_connection is not None and not self.sqlite:
-                raw.driver_connection.autocommit = False
-            raw.close()
-        except Exception:  # closing what may already be broken
-            log.debug("giving back a held inbox connection failed", exc_info=True)
-
     def close(self) -> None:
-        """Give every held connection back to the pool (before the engine is disposed)."""
+        """Give the connection back to the pool (before the engine is disposed)."""
         with self._lock:
-            held = list(self._all)
-        for raw in held:
-            self._release(raw)
-        self._local = threading.local()
-
-
-class _Holder:
-    """A thread's held inbox connection; when the thread ends and drops it, the connection goes back."""
-
-    __slots__ = ("__weakref__", "raw")
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
+            raw, self._raw = self._raw, None
+            if raw is None or raw.dbapi_connection is None:
+                return
+            try:
+                if not self.sqlite:
+                    raw.driver_connection.autocommit = False
+                raw.close()
+            except Exception:  # closing what may already be broken
+                log.debug("giving back the inbox connection failed", exc_info=True)
 
 
 class _Reconnect(Exception):
@@ -544,28 +539,62 @@ class Inbox:
         self, delivery: Delivery, *, kind: str, ticket_ref: str | None, occurred_at: datetime | None = None
     ) -> Recorded:
         """Store a verified delivery as queued, or find the earlier copy of it (a sender's retry)."""
-        values = {
+        outcome = self.record_many([Arrival(delivery, kind, ticket_ref, occurred_at)])[0]
+        if isinstance(outcome, DBAPIError):
+            raise outcome
+        return outcome
+
+    def record_many(self, arrivals: Sequence[Arrival]) -> list[Recorded | DBAPIError]:
+        """Store deliveries that arrived together, in one statement; each one's outcome, in order.
+
+        A delivery stored before (or twice in `arrivals`) is found instead: created=False for
+        every copy but the one stored. A delivery whose values the database refuses gets its
+        error in its place, and the others are stored without it. When the database itself
+        fails (unreachable, locked, disconnected), nothing is stored and the error is raised.
+        """
+        if not arrivals:
+            return []
+        try:
+            # Every webhook comes through here: one INSERT for all, committing on its own.
+            stored = self._insert([self._values(a) for a in arrivals])
+        except DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc, OperationalError):
+                raise
+            if len(arrivals) == 1:
+                return [exc]
+            # One delivery's values failed the statement: store the others apart, so only its sender sees the error.
+            log.warning("storing %d deliveries together failed (%s); storing them one by one", len(arrivals),
+                        type(exc).__name__)  # fmt: skip
+            return [self.record_many([a])[0] for a in arrivals]
+        outcomes: list[Recorded | DBAPIError] = []
+        for arrival in arrivals:
+            platform, delivery_id = arrival.delivery.platform, arrival.delivery.delivery_id
+            id = stored.pop((platform.value, delivery_id), None)  # popped: a copy later in the batch is found
+            if id is not None:
+                outcomes.append(Recorded(id, created=True))
+                continue
+            existing = self.find(platform, delivery_id)
+            if existing is None:
+                raise LookupError(f"delivery {delivery_id!r} was neither stored nor found")
+            outcomes.append(Recorded(existing.id, created=False))
+        return outcomes
+
+    @staticmethod
+    def _values(arrival: Arrival) -> dict[str, Any]:
+        delivery = arrival.delivery
+        return {
             "platform": delivery.platform.value,
             "delivery_id": delivery.delivery_id,
-            "kind": kind[:100],
-            "ticket_ref": ticket_ref,
+            "kind": arrival.kind[:100],
+            "ticket_ref": arrival.ticket_ref,
             "headers": stored_headers(delivery.headers),
             "body": delivery.body,
             "received_at": delivery.received_at,
-            "occurred_at": occurred_at,
+            "occurred_at": arrival.occurred_at,
             "status": DeliveryStatus.QUEUED.value,
             "attempts": 0,
             "updated_at": delivery.received_at,
         }
-        try:
-            # Every webhook comes through here: one INSERT, compiled once, committing on its own.
-            return Recorded(self._insert(values), created=True)
-        except IntegrityError:
-            # The unique constraint on (platform, delivery_id) decides, even between processes.
-            existing = self.find(delivery.platform, delivery.delivery_id)
-            if existing is None:
-                raise
-            return Recorded(existing.id, created=False)
 
     def get(self, id: int) -> StoredDelivery | None:
         with self.db.transaction() as session:

@@ -83,6 +83,16 @@ def test_enqueue_and_run(huey: Huey) -> None:
     assert tasks.depth() == 0
 
 
+def test_jobs_queued_together_run_in_their_order(huey: Huey) -> None:
+    tasks, worker = tasks_on(huey)
+    tasks.enqueue_many([5, 3, 9])  # one write for the three (integration.intake)
+    tasks.enqueue(1)
+
+    assert tasks.depth() == 4
+    assert tasks.run_pending() == 4
+    assert worker.processed == [5, 3, 9, 1]
+
+
 def test_schedule_puts_an_eta_on_the_job(huey: Huey) -> None:
     tasks, worker = tasks_on(huey)
     before = datetime.now(UTC).replace(tzinfo=None)

@@ -8,11 +8,13 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from integration.model import (
     SYSTEM,
@@ -27,11 +29,13 @@ from integration.model import (
 )
 from integration.ports import Delivery
 from integration.store import (
+    Arrival,
     Base,
     Database,
     DeliveryStatus,
     HeaderMap,
     Inbox,
+    Recorded,
     SqlEscalationStore,
     SweepCursors,
     normalise_url,
@@ -177,31 +181,60 @@ def test_concurrent_duplicates_store_one_row(db: Database) -> None:
     assert len({r.id for r in results}) == 1
 
 
-def test_each_thread_keeps_one_connection_for_the_inbox_and_gives_it_back(db: Database) -> None:
+def test_deliveries_stored_together_keep_their_order_and_find_their_copies(db: Database) -> None:
     inbox = Inbox(db)
-    for n in range(5):
-        inbox.record(delivery(f"d-{n}"), kind="k", ticket_ref="4016")
-    pool = db.engine.pool
-    assert pool.checkedout() == 1  # held by this thread between deliveries, not checked out per delivery
-    db.dispose()
-    assert pool.checkedout() == 0
+    before = inbox.record(delivery("d-old"), kind="k", ticket_ref="4016")
+    arrivals = [
+        Arrival(delivery("d-a"), "k", "4016"),
+        Arrival(delivery("d-old"), "k", "4016"),  # stored before
+        Arrival(delivery("d-b", ticket="4017"), "k", "4017", T0),
+        Arrival(delivery("d-a"), "k", "4016"),  # twice in the same batch
+        Arrival(Delivery(Platform.JIRA, "d-a", {}, b"{}", T0), "jira:issue_updated", "SUP-1"),
+    ]
+
+    recorded = inbox.record_many(arrivals)
+
+    assert [r.created for r in recorded] == [True, False, True, False, True]
+    assert recorded[1].id == before.id and recorded[3].id == recorded[0].id
+    assert recorded[0].id < recorded[2].id  # arrival order is id order: per-ticket order follows it
+    stored = {row.id: (row.platform, row.delivery_id, row.ticket_ref) for row in inbox.recent()}
+    assert len(stored) == 4
+    assert stored[recorded[2].id] == (Platform.ZENDESK, "d-b", "4017")
+    assert stored[recorded[4].id] == (Platform.JIRA, "d-a", "SUP-1")
 
 
-def test_a_thread_that_ends_gives_its_inbox_connection_back(db: Database) -> None:
-    # `tierup serve` runs each HTTP connection in a new thread: connections kept by finished
-    # threads once used up the pool, and every later delivery waited 30 s for a 503.
+def test_a_delivery_the_database_refuses_fails_alone(db: Database) -> None:
+    inbox = Inbox(db)
+    refused = Delivery(Platform.ZENDESK, cast(str, None), {}, b"{}", T0)  # NOT NULL: the statement fails
+
+    with pytest.raises(IntegrityError):
+        inbox.record(refused, kind="k", ticket_ref="4016")
+    # In a batch, the others are stored without it and only its place holds the error.
+    first, second, third = inbox.record_many(
+        [Arrival(delivery("d-1"), "k", "4016"), Arrival(refused, "k", "4016"), Arrival(delivery("d-2"), "k", "4016")]
+    )
+    assert isinstance(first, Recorded) and first.created
+    assert isinstance(second, IntegrityError)
+    assert isinstance(third, Recorded) and third.created
+    assert [row.delivery_id for row in inbox.recent()] == ["d-2", "d-1"]
+
+
+def test_the_inbox_keeps_one_connection_for_every_thread_and_gives_it_back(db: Database) -> None:
+    # `tierup serve` runs each HTTP connection in a new thread: connections kept per thread once
+    # used up the pool (5 + 10 overflow), and every later delivery waited 30 s for a 503.
     inbox = Inbox(db)
     pool = db.engine.pool
-    limit = 20  # more threads than the pool's 5 connections and 10 overflow
     created = []
-    for n in range(limit):
+    for n in range(20):
         thread = threading.Thread(
             target=lambda n=n: created.append(inbox.record(delivery(f"t-{n}"), kind="k", ticket_ref="4016").created)
         )
         thread.start()
         thread.join()
-        assert pool.checkedout() == 0
-    assert created == [True] * limit
+        assert pool.checkedout() == 1  # the same one, not one per delivery or per thread
+    assert created == [True] * 20
+    db.dispose()
+    assert pool.checkedout() == 0
 
 
 @pytest.mark.scaleout
@@ -210,7 +243,7 @@ def test_a_held_connection_the_server_dropped_is_replaced_without_losing_the_del
     db.upgrade()
     inbox = Inbox(db)
     inbox.record(delivery("d-before"), kind="k", ticket_ref="4016")
-    held = inbox._insert._local.holder.raw.driver_connection.info.backend_pid
+    held = inbox._insert._raw.driver_connection.info.backend_pid
     with db.engine.connect() as admin:
         # The server ends the inbox's connection (a restart, an idle timeout, a failover).
         assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": held}).scalar() is True
