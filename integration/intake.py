@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from integration.store import Arrival, Inbox, Recorded
 
@@ -31,7 +31,7 @@ class _Slot(Generic[T, R]):
 
     def __init__(self, item: T) -> None:
         self.item = item
-        self.done = threading.Event()
+        self.done: threading.Event | None = None  # only a caller that waits needs one
         self.lead = False  # woken to write the next batch rather than with a result
         self.result: R | None = None
         self.error: BaseException | None = None
@@ -65,10 +65,13 @@ class GroupCommit(Generic[T, R]):
     def __call__(self, item: T) -> R:
         slot: _Slot[T, R] = _Slot(item)
         with self._lock:
-            self._waiting.append(slot)
             lead = not self._writing
-            self._writing = True
-        if not lead:
+            if lead:
+                self._writing = True
+            else:
+                slot.done = threading.Event()
+            self._waiting.append(slot)
+        if slot.done is not None:
             slot.done.wait()
             if not slot.lead:
                 return self._outcome(slot)
@@ -96,13 +99,15 @@ class GroupCommit(Generic[T, R]):
                 self.batches += 1
                 self.items += len(batch)
                 if self._waiting:
-                    self._waiting[0].lead = True
-                    self._waiting[0].done.set()
+                    after = self._waiting[0]
+                    after.lead = True
+                    cast(threading.Event, after.done).set()  # it waits: it came while this batch was written
                 else:
                     self._writing = False
             for s in batch:
                 s.lead = False
-                s.done.set()
+                if s.done is not None:
+                    s.done.set()
 
     @staticmethod
     def _outcome(slot: _Slot[T, R]) -> R:
