@@ -123,9 +123,17 @@ class Intake:
     queues it once its lease is over.
     """
 
-    def __init__(self, inbox: Inbox, enqueue: Callable[[Sequence[int]], None], *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        enqueue: Callable[[Sequence[int]], None],
+        *,
+        written: Callable[[], object] = lambda: None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
         self.inbox = inbox
         self.enqueue = enqueue
+        self.written = written  # called once per write (a metric)
         self.group: GroupCommit[Arrival, Recorded] = GroupCommit(self._write, max_batch=max_batch)
 
     def accept(self, arrival: Arrival) -> Recorded:
@@ -134,6 +142,7 @@ class Intake:
 
     def _write(self, arrivals: list[Arrival]) -> Sequence[Recorded | Exception]:
         outcomes = self.inbox.record_many(arrivals)
+        self.written()
         new = [r.id for r in outcomes if isinstance(r, Recorded) and r.created]
         if new:
             try:

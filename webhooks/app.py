@@ -79,7 +79,7 @@ class WebConfig:
     @cached_property
     def intake(self) -> Intake:
         """Stores and queues what the receivers accept, together when deliveries arrive together."""
-        return Intake(self.inbox, self.enqueue)
+        return Intake(self.inbox, self.enqueue, written=self.metrics.writes.inc)
 
     def adapter(self, platform: str) -> PlatformAdapter | None:
         """The adapter for a URL's platform segment, or None when it is unknown or not configured."""

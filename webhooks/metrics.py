@@ -117,6 +117,10 @@ class Metrics:
         self.received = Counter(
             "tierup_deliveries_received_total", "Webhook deliveries stored and queued.", ("platform",)
         )
+        self.writes = Counter(
+            "tierup_intake_writes_total",
+            "Writes that stored and queued received deliveries; deliveries arriving together share one.",
+        )
         self.responses = Counter(
             "tierup_webhook_responses_total", "Webhook answers by platform and HTTP status.", ("platform", "status")
         )
@@ -154,7 +158,7 @@ class Metrics:
     def render(self, gauges: Iterable[Gauge] = ()) -> str:
         """Everything in the Prometheus text format (version 0.0.4)."""
         lines: list[str] = []
-        for metric in (self.received, self.responses, self.processed, self.failed, self.retried):
+        for metric in (self.received, self.writes, self.responses, self.processed, self.failed, self.retried):
             lines += metric.render()
         lines += self.latency.render()
         lines += self.api_calls.render()

@@ -307,6 +307,7 @@ def test_metrics_in_prometheus_text_format(client: FlaskClient, runtime: Runtime
     text = response.get_data(as_text=True)
     lines = set(text.splitlines())
     assert 'tierup_deliveries_received_total{platform="zendesk"} 1' in lines
+    assert "tierup_intake_writes_total 2" in lines  # one after the other: the delivery, then its copy
     assert 'tierup_webhook_responses_total{platform="zendesk",status="202"} 1' in lines
     assert 'tierup_webhook_responses_total{platform="zendesk",status="200"} 1' in lines
     assert 'tierup_deliveries_processed_total{platform="zendesk",outcome="processed"} 1' in lines
