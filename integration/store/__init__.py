@@ -574,8 +574,10 @@ class Inbox:
                 outcomes.append(Recorded(id, created=True))
                 continue
             existing = self.find(platform, delivery_id)
-            if existing is None:
-                raise LookupError(f"delivery {delivery_id!r} was neither stored nor found")
+            if existing is None:  # refused as a copy, yet gone: let its sender try again
+                gone = LookupError(f"delivery {delivery_id!r} was neither stored nor found")
+                outcomes.append(IntegrityError(self._insert.sql(len(arrivals)), None, gone))
+                continue
             outcomes.append(Recorded(existing.id, created=False))
         return outcomes
 

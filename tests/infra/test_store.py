@@ -219,6 +219,17 @@ def test_a_delivery_the_database_refuses_fails_alone(db: Database) -> None:
     assert [row.delivery_id for row in inbox.recent()] == ["d-2", "d-1"]
 
 
+def test_a_copy_whose_first_is_gone_is_refused_so_its_sender_retries(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = Inbox(db)
+    inbox.record(delivery("d-1"), kind="k", ticket_ref="4016")
+    monkeypatch.setattr(inbox, "find", lambda platform, delivery_id: None)  # deleted between the two statements
+
+    with pytest.raises(IntegrityError, match="neither stored nor found"):  # a 503 for the sender, not a 500
+        inbox.record(delivery("d-1"), kind="k", ticket_ref="4016")
+
+
 def test_the_inbox_keeps_one_connection_for_every_thread_and_gives_it_back(db: Database) -> None:
     # `tierup serve` runs each HTTP connection in a new thread: connections kept per thread once
     # used up the pool (5 + 10 overflow), and every later delivery waited 30 s for a 503.
