@@ -27,7 +27,8 @@ runs `--rounds` interleaved rounds per target and keeps each target's best: on a
 machine other work only ever slows a round down. The target is at least half the bare
 endpoint's throughput, with every delivery durable: every answer a 202 and, at the end, each
 backend's inbox holding exactly one row per delivery sent and its queue one job per row
-(the exit status is 1 otherwise).
+(the exit status is 1 otherwise). On PostgreSQL it also counts the commits that stored the
+rows (their transaction ids): deliveries that arrive together are stored by one.
 
 No worker runs during the benchmark: the receiver only verifies, stores and enqueues, so the
 queue just fills (a worker would compete for the same two cores and the same database).
@@ -415,8 +416,12 @@ def load(port: int, total: int, concurrency: int, signer: Signer, run: str) -> R
 # --- durability --------------------------------------------------------------------------------------
 
 
-def stored_and_queued(target: Target) -> tuple[int, int]:
-    """Rows in the target's inbox and jobs waiting on its queue."""
+def stored_and_queued(target: Target) -> tuple[int, int, int | None]:
+    """Rows in the target's inbox, jobs waiting on its queue and, on PostgreSQL, the commits that stored the rows.
+
+    Rows written by one statement share its transaction id (xmin): how many deliveries that
+    arrived together were stored by one commit (integration.intake).
+    """
     from integration.config import CoreSettings
     from integration.queue import make_huey
     from integration.store import Database, Inbox
@@ -427,12 +432,16 @@ def stored_and_queued(target: Target) -> tuple[int, int]:
     try:
         database = Database(target.database_url)
         rows = sum(Inbox(database).counts().values())
+        commits = None
+        if database.engine.dialect.name == "postgresql":
+            with database.engine.connect() as conn:
+                commits = int(conn.exec_driver_sql("SELECT count(DISTINCT xmin::text) FROM deliveries").scalar_one())
         database.dispose()
         huey = make_huey(CoreSettings.from_env(target.env))
         queued = int(huey.pending_count())
     finally:
         os.chdir(cwd)
-    return rows, queued
+    return rows, queued, commits
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -528,13 +537,14 @@ def check_durable(targets: Sequence[Target], sent: Counter[str], answers: dict[s
     print()
     ok = True
     for target in targets:
-        stored, queued = stored_and_queued(target)
+        stored, queued, commits = stored_and_queued(target)
         measured = sum(answers[target.name].values())
         good = answers[target.name][202] == measured and stored == sent[target.name] and queued == stored
         ok &= good
+        together = f" by {commits} commits ({stored / commits:.2f} per commit)" if commits else ""
         print(
             f"{target.name}: {sent[target.name]} deliveries sent (all rounds and warm-ups), {stored} stored in the "
-            f"inbox, {queued} jobs queued — {'every one durable' if good else 'SOME LOST'}"
+            f"inbox{together}, {queued} jobs queued — {'every one durable' if good else 'SOME LOST'}"
         )
     return ok
 
