@@ -237,9 +237,11 @@ class TaskQueue:
         if isinstance(storage, RedisStorage):
             storage.conn.lpush(storage.queue_key, *messages)
             return
-        rows = [(storage.name, storage.to_blob(m), 0) for m in messages]
-        with storage.db(commit=True) as cursor:
-            cursor.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
+        # One INSERT for all, committing on its own (Huey's connection is in autocommit).
+        values = ", ".join(["(?, ?, 0)"] * len(messages))
+        params = [p for m in messages for p in (storage.name, storage.to_blob(m))]
+        with storage.lock:
+            storage.conn.execute(f"insert into task (queue, data, priority) values {values}", params)
 
     def schedule(self, row_id: int, delay: float) -> None:
         """Queue delivery `row_id` to run in `delay` seconds (now when <= 0)."""
