@@ -72,8 +72,8 @@ class Outcome(StrEnum):
 
 
 class TicketLock(Protocol):
-    def refresh(self) -> None:
-        """Extend the lease: the holder is still working."""
+    def refresh(self) -> bool:
+        """Extend the lease (the holder is still working); False when it ran out and another holder took over."""
         ...
 
 
@@ -265,7 +265,11 @@ class Worker:
             if outcome in (Outcome.RETRYING, Outcome.WAITING, Outcome.SKIPPED):
                 # Keep the ticket's order: later deliveries wait until this one is through.
                 break
-            lock.refresh()
+            if not lock.refresh():
+                # This worker stalled past its lease and another one took the ticket: the later
+                # deliveries are the new holder's, or two workers would run one ticket at once.
+                log.warning("lost the lock on ticket %s (lease ran out); leaving its later deliveries", row.ticket_ref)
+                break
         return done
 
     def _run_one(self, row: StoredDelivery, *, own: bool) -> Outcome:

@@ -80,8 +80,8 @@ class HueyTicketLock:
     def __init__(self, locks: HueyTicketLocks, key: str, owner: str) -> None:
         self._locks, self.key, self.owner = locks, key, owner
 
-    def refresh(self) -> None:
-        self._locks.refresh(self.key, self.owner)
+    def refresh(self) -> bool:
+        return self._locks.refresh(self.key, self.owner)
 
 
 class HueyTicketLocks:
@@ -145,11 +145,14 @@ class HueyTicketLocks:
         log.warning("broke the stale lock %s (lease over)", key)
         return bool(storage.put_if_empty(key, self._value(owner)))
 
-    def refresh(self, key: str, owner: str) -> None:
+    def refresh(self, key: str, owner: str) -> bool:
+        """Extend `owner`'s lease; False when it is not the holder any more (its lease ran out and was broken)."""
         storage = self.huey.storage
         current = storage.peek_data(key)
-        if current is not EmptyData and self._read(current).get("owner") == owner:
-            storage.put_data(key, self._value(owner))
+        if current is EmptyData or self._read(current).get("owner") != owner:
+            return False
+        storage.put_data(key, self._value(owner))
+        return True
 
     def _release(self, key: str, owner: str) -> None:
         storage = self.huey.storage

@@ -180,7 +180,7 @@ def test_refresh_extends_the_lease(huey: Huey) -> None:
     with locks.hold(Platform.ZENDESK, "4016") as lock:
         assert lock is not None
         now[0] += 50
-        lock.refresh()
+        assert lock.refresh()
         now[0] += 50  # 100 s after taking it, 50 s after the refresh
         with locks.hold(Platform.ZENDESK, "4016") as other:
             assert other is None
@@ -194,6 +194,8 @@ def test_releasing_after_the_lease_was_broken_leaves_the_new_holder_alone(huey: 
         now[0] += 61
         with locks.hold(Platform.ZENDESK, "4016") as taker:
             assert taker is not None
+            assert not slow.refresh()  # the slow holder learns it lost the lock
+            assert taker.refresh()
             # The slow holder finishes first and releases: the taker keeps the lock.
             locks._release(slow.key, slow.owner)
             assert locks.is_locked(Platform.ZENDESK, "4016")

@@ -345,6 +345,30 @@ def test_recovery_queues_a_retry_whose_job_was_lost(
     assert stored(runtime).status is DeliveryStatus.PROCESSED
 
 
+def test_a_worker_that_lost_its_ticket_lock_leaves_the_later_deliveries(
+    client: FlaskClient, runtime: Runtime, adapter: SignedAdapter
+) -> None:
+    for i in range(3):
+        post(client, command_payload("contact", "4016", T0 + timedelta(minutes=i)) if i else request_payload(),
+             delivery_id=f"zd-{i}")  # fmt: skip
+    locks = runtime.worker.locks
+    assert isinstance(locks, HueyTicketLocks)
+    key = locks.key(Platform.ZENDESK, "4016")
+    parse = adapter.parse
+
+    def stall_then_parse(delivery: Delivery) -> object:
+        # The worker stalls past its lease on its first delivery; another worker breaks the lock and takes it.
+        locks.huey.storage.put_data(key, b'{"owner": "another-worker", "expires": 9999999999}')
+        return parse(delivery)
+
+    adapter.parse = stall_then_parse  # type: ignore[method-assign]
+    outcomes = runtime.worker.process(1)
+
+    assert outcomes == [(1, Outcome.PROCESSED)]  # the one it had started; not the two after it
+    assert [stored(runtime, n).status for n in (2, 3)] == [DeliveryStatus.QUEUED] * 2
+    assert locks.is_locked(Platform.ZENDESK, "4016")  # the new holder's lock is left alone
+
+
 # --- per-ticket order under a real consumer ---------------------------------------------------
 
 

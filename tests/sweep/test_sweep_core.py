@@ -173,8 +173,8 @@ class BusyLocks:
             return
         yield self
 
-    def refresh(self) -> None:
-        pass
+    def refresh(self) -> bool:
+        return True
 
 
 def run(storage: SweepStorage, source: FakeSource, gateway: Any, sleeps: Sleeps, **kwargs: Any) -> SweepReport:
