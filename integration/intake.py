@@ -53,7 +53,7 @@ class GroupCommit(Generic[T, R]):
         self._lock = threading.Lock()
         self._waiting: list[_Slot[T, R]] = []
         self._writing = False
-        self.batches = 0  # how many writes, and how many items they carried (for tests and benchmarks)
+        self.batches = 0  # how many writes, and how many items they carried
         self.items = 0
 
     @property
