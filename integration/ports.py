@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from integration.model import Action, Decision, Escalation, Event, Ignored, Platform, TicketSnapshot
+
+
+def utcnow() -> datetime:
+    """The system clock, in UTC: what every `clock` parameter defaults to."""
+    return datetime.now(UTC)
 
 
 class GatewayError(Exception):

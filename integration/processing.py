@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -41,6 +41,7 @@ from integration.ports import (
     PermanentError,
     PlatformAdapter,
     TransientError,
+    utcnow,
 )
 from integration.service import handle_event
 from integration.store import (
@@ -53,10 +54,6 @@ from integration.store import (
 )
 
 log = logging.getLogger("tierup.worker")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Outcome(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 
 from flask import Flask, current_app, jsonify
@@ -17,15 +17,11 @@ from integration.config import ConfigError, CoreSettings
 from integration.intake import Intake
 from integration.model import Platform
 from integration.policy import Policy
-from integration.ports import PayloadError, PlatformAdapter, SignatureError
+from integration.ports import PayloadError, PlatformAdapter, SignatureError, utcnow
 from integration.store import Inbox, SqlEscalationStore
 from webhooks.metrics import Metrics
 
 log = logging.getLogger("tierup.webhooks")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- settings of the escalation form and the dashboard (webhooks.escalate, webhooks.dashboard) ---

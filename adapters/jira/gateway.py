@@ -49,7 +49,7 @@ from integration.model import (
     TicketSnapshot,
     TicketStatus,
 )
-from integration.ports import Conflict, GatewayError, PermanentError, TransientError
+from integration.ports import Conflict, GatewayError, PermanentError, TransientError, utcnow
 
 log = logging.getLogger("tierup.jira")
 
@@ -59,10 +59,6 @@ RECENT_COMMENTS = 50  # how far back a retry looks for its own comments
 SLA_PAGE = 50
 SEARCH_PAGE = 100
 JIRA_DATETIME = "%Y-%m-%dT%H:%M:%S.000%z"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- errors ------------------------------------------------------------------------------

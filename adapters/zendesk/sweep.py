@@ -22,13 +22,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.zendesk.gateway import ZendeskGateway
 from adapters.zendesk.mapping import parse_time, text
 from integration.model import Platform, TicketSnapshot
-from integration.ports import TransientError
+from integration.ports import TransientError, utcnow
 from integration.sweep import Breach, SweepPage
 
 log = logging.getLogger("tierup.zendesk.sweep")
@@ -115,7 +115,7 @@ class ZendeskSweepSource:
     """integration.sweep.SweepSource for Zendesk: still-real breaches from the metric events export."""
 
     gateway: ZendeskGateway
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     lookback: timedelta = timedelta(days=1)  # where a sweep with no cursor and no --since starts

@@ -14,13 +14,13 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from integration.cli import CommandError
 from integration.config import ConfigError, CoreSettings, load_env
 from integration.model import Platform
-from integration.ports import PlatformAdapter
+from integration.ports import PlatformAdapter, utcnow
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -36,10 +36,6 @@ log = logging.getLogger("tierup")
 
 DEFAULT_LEASE_SECONDS = 300
 ADAPTER_MODULES = ("adapters.zendesk", "adapters.jira")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 Handler = Callable[[argparse.Namespace], int]
