@@ -53,8 +53,6 @@ class GroupCommit(Generic[T, R]):
         self._lock = threading.Lock()
         self._waiting: list[_Slot[T, R]] = []
         self._writing = False
-        self.batches = 0  # how many writes, and how many items they carried
-        self.items = 0
 
     @property
     def waiting(self) -> int:
@@ -96,8 +94,6 @@ class GroupCommit(Generic[T, R]):
         finally:
             # Whatever happened, the next caller leads and this batch's callers get their outcome.
             with self._lock:
-                self.batches += 1
-                self.items += len(batch)
                 if self._waiting:
                     after = self._waiting[0]
                     after.lead = True
