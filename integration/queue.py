@@ -63,9 +63,9 @@ def make_huey(settings: CoreSettings) -> Huey:
     """The Huey instance the settings describe: Redis when `redis_url` is set, else a SQLite file."""
     if settings.redis_url:
         return RedisHuey(QUEUE_NAME, url=settings.redis_url, results=False, utc=True)
-    path = queue_path(settings.database_url)
-    if path.parent != Path():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    # Absolute: Huey opens a connection per thread, and a relative path would follow a later chdir.
+    path = queue_path(settings.database_url).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(
         QUEUE_NAME, filename=str(path), results=False, utc=True, timeout=30, storage_class=WalSqliteStorage
     )

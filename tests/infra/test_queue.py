@@ -58,6 +58,22 @@ def test_huey_is_sqlite_next_to_the_database_by_default(tmp_path: Path) -> None:
     assert queue_path("postgresql://db.internal/tierup") == Path("tierup-queue.db")
 
 
+def test_a_relative_queue_file_stays_where_it_was_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Huey opens a connection per thread: one opened after a chdir must still find the queue's tables."""
+    monkeypatch.chdir(tmp_path)
+    huey = make_huey(CoreSettings(database_url="postgresql://db.internal/tierup"))
+    tasks, _ = tasks_on(huey)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    queued = threading.Thread(target=tasks.enqueue_many, args=([7],))  # a new thread: a new connection
+    queued.start()
+    queued.join()
+    assert huey.pending_count() == 1
+    assert Path(huey.storage.filename) == tmp_path / "tierup-queue.db"
+    assert not (elsewhere / "tierup-queue.db").exists()
+
+
 def test_the_sqlite_queue_commits_like_the_inbox(tmp_path: Path) -> None:
     """WAL with synchronous=NORMAL: a commit survives SIGKILL without an fsync per enqueue (benchmarks/ingest.py)."""
     huey = make_huey(CoreSettings(database_url=f"sqlite:///{tmp_path / 'tierup.db'}"))
