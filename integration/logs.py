@@ -26,6 +26,8 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)((?:signature|token|secret|password|api[_-]?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+()"),
     re.compile(r"(?i)(://[^/\s:@]+:)[^@\s/]+(@)"),  # user:password@ in URLs
 )
+# Words one of _SECRET_PATTERNS needs in the (lowercased) text before it can match.
+_CREDENTIAL_WORDS = ("authorization", "signature", "token", "secret", "password", "key", "://")
 
 
 @contextmanager
@@ -68,8 +70,10 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        for pattern in _SECRET_PATTERNS:
-            text = pattern.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
+        lowered = text.lower()
+        if any(word in lowered for word in _CREDENTIAL_WORDS):  # most lines hold none: skip the patterns
+            for pattern in _SECRET_PATTERNS:
+                text = pattern.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
         return text
 
 
@@ -109,6 +113,10 @@ def configure_logging(level: str = "INFO", *, secrets: Iterable[str] = (), strea
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # The JSON lines carry none of the caller's file and line, thread or process, so the records
+    # need not find them (the Logging HOWTO's "Optimization"): a record per webhook is cheaper.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # Third-party chatter at INFO (every huey task, every HTTP request) drowns the service's own lines.
     for noisy in ("huey", "werkzeug", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

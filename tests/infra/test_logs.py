@@ -87,12 +87,21 @@ def test_secret_values_come_from_secret_settings_only() -> None:
         "X-Zendesk-Webhook-Signature: c2lnbmF0dXJlCg==",
         "https://agent%40example.com:p4ssw0rd@example.zendesk.com/api/v2",
         f"token={TOKEN}",
+        "API-Key: sk_live_4eC39HqLyjWDarjtT1",
+        "CLIENT_SECRET=s3cr3t-v4lue",
+        '{"Password": "hunter2-hunter2"}',
     ],
 )
 def test_credentials_are_redacted_whatever_their_value(text: str) -> None:
     redacted = JsonFormatter(Redactor()).format(logging.LogRecord("t", logging.INFO, "", 0, text, None, None))
-    for secret in (TOKEN, "abc.def.ghi", "c2lnbmF0dXJlCg==", "p4ssw0rd"):
+    for secret in (TOKEN, "abc.def.ghi", "c2lnbmF0dXJlCg==", "p4ssw0rd", "sk_live_4eC39HqLyjWDarjtT1", "s3cr3t-v4lue",
+                   "hunter2-hunter2"):  # fmt: skip
         assert secret not in redacted
+
+
+def test_a_line_without_credentials_is_left_as_it_is() -> None:
+    text = "accepted escalation_requested as 4016 (https-less, 12 headers)"
+    assert Redactor(["not-in-the-line"])(text) == text
 
 
 def test_a_whole_delivery_logs_its_ids_and_no_secret(
