@@ -14,7 +14,8 @@ Two references show what durability alone costs on this machine: `bare+sqlite` a
 `bare+postgresql` are the bare endpoint doing one committed INSERT of the body (SQLite opened as
 Tierup opens it; PostgreSQL in autocommit with the server's fsync on commit) and nothing else.
 What separates a backend's row from its reference's is Tierup's own work: verifying, parsing,
-storing into an indexed inbox that refuses duplicates, queueing and logging. The `cpu us/req`
+storing into an indexed inbox that refuses duplicates, queueing and logging; the summary gives
+each backend's throughput as a share of its reference's, level by level. The `cpu us/req`
 column is the whole machine's CPU time per request during the round (load generator, servers
 and database together, from /proc/stat): at concurrency 8 and up every target is CPU-bound on
 this machine's cores, so the ratio between two targets' throughputs follows that column.
@@ -555,6 +556,16 @@ def check_target(rows: Sequence[tuple[str, int, Result]]) -> None:
     for reference in sorted({name for _, name, _ in ratios if name.startswith("bare+")}):
         low, high = min(x for x, n, _ in ratios if n == reference), max(x for x, n, _ in ratios if n == reference)
         print(f"{reference} (one durable INSERT, nothing else): {low:.2f}-{high:.2f} of bare")
+    # Each backend against the bare endpoint doing its database's durable INSERT, level by level:
+    # the share of the durable minimum that Tierup's own work leaves (it tells the machine apart
+    # from the code: on a machine where that INSERT alone costs more than half, 0.50 is out of reach).
+    rate = {(name, level): r.rate for name, level, r in rows}
+    for name in dict.fromkeys(name for _, name, _ in ratios if not name.startswith("bare+")):
+        reference = "bare+sqlite" if name == "sqlite" else "bare+postgresql"
+        shares = [rate[name, level] / rate[reference, level] for n, level, _ in rows if n == name
+                  if (reference, level) in rate]  # fmt: skip
+        if shares:
+            print(f"{name}: {min(shares):.2f}-{max(shares):.2f} of {reference}")
     ours = [x for x in ratios if not x[1].startswith("bare+")]
     if ours:
         worst = min(ours)
