@@ -13,7 +13,7 @@ from typing import cast
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from integration.model import (
@@ -112,6 +112,20 @@ def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
     errors = [p.communicate(timeout=60)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
     assert Database(url).current_revision() == head_revision()
+
+
+def test_sqlite_migrates_in_one_transaction(tmp_path: Path) -> None:
+    """One write lock for the whole upgrade: a process starting alongside never reads the revision between two
+    migrations and runs the second one again (test_processes_starting_together_migrate_once, when it loses the race).
+    """
+    database = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    transactions: list[str] = []
+    event.listen(database.engine, "begin", lambda _conn: transactions.append("begin"))
+    event.listen(database.engine, "commit", lambda _conn: transactions.append("commit"))
+    database.upgrade()
+    assert transactions == ["begin", "commit"]
+    assert database.current_revision() == head_revision()
+    database.dispose()
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:

@@ -14,6 +14,13 @@ _PG_MIGRATION_LOCK = 7_351_221
 
 
 def _run(connection: Any) -> None:
+    if connection.dialect.name == "sqlite" and not connection.in_transaction():
+        # Alembic runs each SQLite migration in a transaction of its own, so a process starting
+        # alongside could read the revision between two of them and run the second one again
+        # ("table ... already exists"). One transaction for them all, begun here as make_engine
+        # begins every SQLite transaction (BEGIN IMMEDIATE), lets one process migrate at a time;
+        # the others wait for it and then find nothing to do. Database.upgrade commits it.
+        connection.begin()
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
