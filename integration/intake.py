@@ -101,7 +101,6 @@ class GroupCommit(Generic[T, R]):
                 else:
                     self._writing = False
             for s in batch:
-                s.lead = False
                 if s.done is not None:
                     s.done.set()
 
