@@ -9,7 +9,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -49,7 +49,7 @@ def receive(platform: str) -> ResponseReturnValue:
     if classified is None:
         unsupported.info("unsupported %s payload", adapter.platform.value, extra={"platform": adapter.platform.value})
         config.metrics.responses.inc(adapter.platform.value, "200")
-        return _answer(200, status="ignored", detail="not an event Tierup handles")
+        return jsonify(status="ignored", detail="not an event Tierup handles"), 200
 
     delivery_id = _delivery_id(_platform_delivery_id(adapter, headers, body), body)
     delivery = Delivery(platform=adapter.platform, delivery_id=delivery_id, headers=headers, body=body, received_at=now)
@@ -59,18 +59,11 @@ def receive(platform: str) -> ResponseReturnValue:
         if not recorded.created:
             log.info("duplicate delivery: already stored as %s", recorded.id)
             config.metrics.responses.inc(adapter.platform.value, "200")
-            return _answer(200, status="duplicate", id=recorded.id)
+            return jsonify(status="duplicate", id=recorded.id), 200
         log.info("accepted %s as %s", classified.kind, recorded.id)
         config.metrics.received.inc(adapter.platform.value)
         config.metrics.responses.inc(adapter.platform.value, "202")
-        return _answer(202, status="accepted", id=recorded.id)
-
-
-def _answer(code: int, **fields: str | int) -> Response:
-    """The receiver's JSON answer, as jsonify writes it, without the JSON provider's cost on every webhook."""
-    body = json.dumps(fields, separators=(",", ":")) + "\n"
-    response: Response = current_app.response_class(body, code, mimetype="application/json")
-    return response
+        return jsonify(status="accepted", id=recorded.id), 202
 
 
 class UnreadableSignatureError(SignatureError):
