@@ -26,8 +26,6 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)((?:signature|token|secret|password|api[_-]?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+()"),
     re.compile(r"(?i)(://[^/\s:@]+:)[^@\s/]+(@)"),  # user:password@ in URLs
 )
-# Words one of _SECRET_PATTERNS needs in the (lowercased) text before it can match.
-_CREDENTIAL_WORDS = ("authorization", "signature", "token", "secret", "password", "key", "://")
 
 
 @contextmanager
@@ -70,10 +68,8 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        lowered = text.lower()
-        if any(word in lowered for word in _CREDENTIAL_WORDS):  # most lines hold none: skip the patterns
-            for pattern in _SECRET_PATTERNS:
-                text = pattern.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
+        for pattern in _SECRET_PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
         return text
 
 
