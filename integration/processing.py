@@ -4,7 +4,8 @@ Per-ticket order: every delivery row has an increasing id. A job takes its ticke
 then runs all of that ticket's pending deliveries in id order, so whichever job gets the
 lock first does the earlier ones; a job that finds the lock taken comes back shortly. A
 delivery waiting for a retry holds back the later ones of its ticket, and so does one a
-dead worker left processing, until in-flight recovery queues it again after the lease.
+dead worker left processing, until in-flight recovery queues it again: at once when the
+worker was a process on this machine (integration.liveness), else after the lease.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from integration.liveness import has_ended, this_process
 from integration.logs import log_context
 from integration.model import (
     SYSTEM,
@@ -276,7 +278,7 @@ class Worker:
                 # This job came early (clock skew, a redundant job): keep the retry's appointment.
                 self.schedule(row.id, (row.next_attempt_at - now).total_seconds())
             return Outcome.WAITING
-        claimed = self.inbox.claim(row.id, now)
+        claimed = self.inbox.claim(row.id, now, by=this_process())
         if claimed is None:
             return Outcome.SKIPPED
         with log_context(delivery_id=claimed.delivery_id, ticket_ref=claimed.ticket_ref):
@@ -387,10 +389,13 @@ class Worker:
     # --- recovery -------------------------------------------------------------------------
 
     def recover_in_flight(self, *, older_than: datetime | None = None) -> list[int]:
-        """Queue again what a dead worker (or a lost job) left behind for longer than the lease."""
+        """Queue again what a dead worker (or a lost job) left behind for longer than the lease.
+
+        What a process on this machine was running when it ended is queued again at once.
+        """
         now = self.clock()
         cutoff = older_than or now - timedelta(seconds=self.lease_seconds)
-        ids = self.inbox.recover_in_flight(older_than=cutoff, now=now)
+        ids = self.inbox.recover_in_flight(older_than=cutoff, now=now, ended=has_ended)
         for row_id in ids:
             self.schedule(row_id, 0.0)
         if ids:

@@ -23,6 +23,7 @@ from huey.constants import EmptyData
 from huey.storage import RedisStorage, SqliteStorage
 
 from integration.config import CoreSettings
+from integration.liveness import has_ended, this_process
 from integration.model import Platform
 from integration.processing import Worker
 from integration.store import sqlite_path
@@ -89,7 +90,8 @@ class HueyTicketLocks:
 
     Huey's own lock_task has no expiry on SQLite, and a worker killed while holding one
     would block its ticket for good; these carry a lease, after which another worker may
-    break them.
+    break them, and name their holder's process, so a worker on the same machine breaks
+    them at once when that process has ended (integration.liveness).
     """
 
     def __init__(self, huey: Huey, *, lease_seconds: float = 300.0, clock: Callable[[], float] = time.time) -> None:
@@ -117,7 +119,8 @@ class HueyTicketLocks:
         return bool(self.huey.storage.has_data_for_key(self.key(platform, ticket_ref)))
 
     def _value(self, owner: str) -> bytes:
-        return json.dumps({"owner": owner, "expires": self.clock() + self.lease_seconds}).encode()
+        held = {"owner": owner, "expires": self.clock() + self.lease_seconds, "process": this_process()}
+        return json.dumps(held).encode()
 
     @staticmethod
     def _read(raw: Any) -> dict[str, Any]:
@@ -134,15 +137,17 @@ class HueyTicketLocks:
         current = storage.peek_data(key)
         if current is EmptyData:
             return bool(storage.put_if_empty(key, self._value(owner)))
-        expires = self._read(current).get("expires")
-        if isinstance(expires, int | float) and expires > self.clock():
+        held = self._read(current)
+        expires, process = held.get("expires"), held.get("process")
+        ended = isinstance(process, str) and has_ended(process)
+        if isinstance(expires, int | float) and expires > self.clock() and not ended:
             return False
-        # The holder died without releasing (SIGKILL): its lease is over, so break the lock.
+        # The holder died without releasing (SIGKILL): its process has ended or its lease is over.
         taken = storage.pop_data(key)
         if taken is not EmptyData and bytes(taken) != bytes(current):
             storage.put_data(key, taken)  # somebody renewed or re-took it meanwhile: theirs stands
             return False
-        log.warning("broke the stale lock %s (lease over)", key)
+        log.warning("broke the stale lock %s (%s)", key, "its holder has ended" if ended else "lease over")
         return bool(storage.put_if_empty(key, self._value(owner)))
 
     def refresh(self, key: str, owner: str) -> bool:

@@ -121,6 +121,7 @@ class DeliveryRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(200))  # the process running it (integration.liveness)
 
     __table_args__ = (
         UniqueConstraint("platform", "delivery_id", name="uq_deliveries_platform_delivery_id"),
@@ -651,11 +652,12 @@ class Inbox:
             )
             return latest
 
-    def claim(self, id: int, now: datetime) -> StoredDelivery | None:
-        """Mark a queued or retrying delivery as being processed and count the attempt; None otherwise.
+    def claim(self, id: int, now: datetime, by: str | None = None) -> StoredDelivery | None:
+        """Mark a queued or retrying delivery as being processed by process `by` and count the attempt; None otherwise.
 
         One claim wins, even between processes. A delivery already processing is left to
-        its worker; if that worker died, recover_in_flight queues it again after the lease.
+        its worker; if that worker died, recover_in_flight queues it again: at once when
+        it can tell that `by` has ended, else after the lease.
         """
         claimable = [DeliveryStatus.QUEUED.value, DeliveryStatus.RETRYING.value]
         with self.db.transaction() as session:
@@ -667,6 +669,7 @@ class Inbox:
                     attempts=DeliveryRow.attempts + 1,
                     next_attempt_at=None,
                     updated_at=now,
+                    claimed_by=by,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -722,26 +725,33 @@ class Inbox:
                 )
         return found
 
-    def recover_in_flight(self, *, older_than: datetime, now: datetime) -> list[int]:
+    def recover_in_flight(
+        self, *, older_than: datetime, now: datetime, ended: Callable[[str | None], bool] = lambda by: False
+    ) -> list[int]:
         """Deliveries a dead worker left behind (or whose job was lost): back to queued, ids to enqueue.
 
-        Processing or queued with no change since `older_than`, or retrying and overdue
-        since then. Touching updated_at means a second worker recovering at the same time
-        finds nothing left to take.
+        Processing or queued with no change since `older_than`, retrying and overdue since
+        then, or processing by a process that `ended` says has ended (however recently).
+        Touching updated_at means a second worker recovering at the same time finds nothing
+        left to take.
         """
-        stale_pending = DeliveryRow.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.PROCESSING.value]) & (
-            DeliveryRow.updated_at < older_than
-        )
+        processing = DeliveryRow.status == DeliveryStatus.PROCESSING.value
+        stale_queued = (DeliveryRow.status == DeliveryStatus.QUEUED.value) & (DeliveryRow.updated_at < older_than)
         stale_retry = (DeliveryRow.status == DeliveryStatus.RETRYING.value) & (DeliveryRow.next_attempt_at < older_than)
         with self.db.transaction() as session:
-            query = select(DeliveryRow).where(stale_pending | stale_retry).order_by(DeliveryRow.id)
-            rows = list(session.scalars(query))
+            query = select(DeliveryRow).where(processing | stale_queued | stale_retry).order_by(DeliveryRow.id)
+            rows = [
+                row
+                for row in session.scalars(query)
+                if row.status != DeliveryStatus.PROCESSING.value or row.updated_at < older_than or ended(row.claimed_by)
+            ]
             for row in rows:
                 if row.status == DeliveryStatus.PROCESSING.value:
                     row.last_error = "the worker stopped in the middle of this delivery; running it again"
                 row.status = DeliveryStatus.QUEUED.value
                 row.next_attempt_at = None
                 row.updated_at = now
+                row.claimed_by = None
             return [row.id for row in rows]
 
 

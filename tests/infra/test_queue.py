@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from huey import Huey, RedisHuey, SqliteHuey
 
+from integration import queue as queue_module
 from integration.config import CoreSettings
 from integration.model import Platform
 from integration.processing import RetryPolicy
@@ -188,6 +190,23 @@ def test_a_dead_holders_lock_is_broken_after_its_lease(huey: Huey) -> None:
     now[0] += 2
     with locks.hold(Platform.ZENDESK, "4016") as lock:
         assert lock is not None
+
+
+def test_a_lock_whose_holder_process_has_ended_is_broken_at_once(huey: Huey, monkeypatch: pytest.MonkeyPatch) -> None:
+    locks = HueyTicketLocks(huey, lease_seconds=300)
+    key = locks.key(Platform.ZENDESK, "4016")
+    monkeypatch.setattr(queue_module, "this_process", lambda: "the-killed-worker")
+    assert locks._acquire(key, "killed-worker")  # SIGKILL: never released, its lease far from over
+    monkeypatch.setattr(queue_module, "this_process", lambda: "the-restarted-worker")
+
+    monkeypatch.setattr(queue_module, "has_ended", lambda process: False)  # alive, or not to be told from here
+    with locks.hold(Platform.ZENDESK, "4016") as lock:
+        assert lock is None
+    monkeypatch.setattr(queue_module, "has_ended", lambda process: process == "the-killed-worker")
+    with locks.hold(Platform.ZENDESK, "4016") as lock:
+        assert lock is not None
+        held = json.loads(bytes(huey.storage.peek_data(key)))
+        assert held["process"] == "the-restarted-worker"
 
 
 def test_refresh_extends_the_lease(huey: Huey) -> None:

@@ -347,6 +347,33 @@ def test_recover_in_flight_takes_what_is_older_than_the_lease(db: Database) -> N
     assert inbox.recover_in_flight(older_than=later - timedelta(minutes=5), now=later) == []
 
 
+def test_recover_in_flight_takes_at_once_what_an_ended_process_was_running(db: Database) -> None:
+    inbox = Inbox(db)
+    dead, alive, unnamed = (inbox.record(delivery(f"d-{i}"), kind="k", ticket_ref=None).id for i in range(3))
+    inbox.claim(dead, T0, by="worker-killed")
+    inbox.claim(alive, T0, by="worker-running")
+    inbox.claim(unnamed, T0)
+    seen: list[str | None] = []
+
+    def ended(by: str | None) -> bool:
+        seen.append(by)
+        return by == "worker-killed"
+
+    soon = T0 + timedelta(seconds=1)  # well inside the lease
+    assert inbox.recover_in_flight(older_than=soon - timedelta(minutes=5), now=soon, ended=ended) == [dead]
+    assert sorted(seen, key=str) == [None, "worker-killed", "worker-running"]
+    recovered = inbox.get(dead)
+    assert recovered is not None and recovered.status is DeliveryStatus.QUEUED
+    assert "stopped in the middle" in (recovered.last_error or "")
+    # Claimed again by a live worker, it is that worker's until its lease runs out.
+    assert inbox.claim(dead, soon, by="worker-restarted") is not None
+    assert inbox.recover_in_flight(older_than=soon - timedelta(minutes=5), now=soon, ended=ended) == []
+    later = T0 + timedelta(minutes=10)
+    assert inbox.recover_in_flight(older_than=later - timedelta(minutes=5), now=later, ended=ended) == [
+        dead, alive, unnamed
+    ]  # fmt: skip
+
+
 def test_header_map_is_case_insensitive_and_keeps_names() -> None:
     headers = HeaderMap([("X-Zendesk-Webhook-Id", "01H"), ("Content-Type", "application/json")])
     assert headers["x-zendesk-webhook-id"] == "01H"
