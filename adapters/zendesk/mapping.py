@@ -107,8 +107,10 @@ def sla_targets(metrics: Iterable[Any]) -> tuple[SlaTarget, ...]:
     """The `slas.policy_metrics` side-load as SlaTargets.
 
     Breached is what the API says, never our clock: a `stage` of "breached", or a negative
-    remaining time in the metric (Zendesk shows a breached target as active with negative time).
-    "achieved" is fulfilled.
+    remaining time in a target not yet met (Zendesk shows a breached target as active with
+    negative time). "achieved" is fulfilled, and not breached: Zendesk counts its time to
+    `breach_at` on after it was met (a first reply achieved in December reads `"days": -141`
+    in May), which says nothing about whether it was met late.
     """
     out: list[SlaTarget] = []
     for metric in metrics:
@@ -117,13 +119,14 @@ def sla_targets(metrics: Iterable[Any]) -> tuple[SlaTarget, ...]:
         name = text(metric.get("metric")) or "sla"
         neutral, label = _SLA_METRICS.get(name, (name, name.replace("_", " ").capitalize()))
         stage = (text(metric.get("stage")) or "").lower()
+        fulfilled = stage in ("achieved", "fulfilled", "closed")
         out.append(
             SlaTarget(
                 name=label,
                 metric=neutral,
                 breach_at=parse_time(metric.get("breach_at")),
-                breached=stage == "breached" or _remaining_is_negative(metric),
-                fulfilled=stage in ("achieved", "fulfilled", "closed"),
+                breached=stage == "breached" or (not fulfilled and _remaining_is_negative(metric)),
+                fulfilled=fulfilled,
             )
         )
     return tuple(out)

@@ -125,6 +125,9 @@ def test_sla_stage_comes_from_the_api_not_our_clock() -> None:
         {"breach_at": None, "stage": "achieved", "metric": "requester_wait_time"},
         {"breach_at": "2026-03-10T09:00:00Z", "stage": "breached", "metric": "agent_work_time"},
         {"breach_at": "2026-03-12T09:00:00Z", "stage": "paused", "metric": "custom_metric"},
+        # As a live account answers for a first reply met months ago: the days run on past breach_at.
+        {"breach_at": "2025-12-18T03:07:32Z", "stage": "achieved", "metric": "first_reply_time", "days": -141},
+        {"breach_at": "2026-03-10T09:00:00Z", "stage": "paused", "metric": "periodic_update_time", "hours": -2},
     ]
     targets = sla_targets(metrics)
     # A breach_at in the past is not taken as breached: only what Zendesk reports is.
@@ -134,6 +137,8 @@ def test_sla_stage_comes_from_the_api_not_our_clock() -> None:
         ("resolution", False, True),
         ("resolution", True, False),
         ("custom_metric", False, False),
+        ("first_reply", False, True),
+        ("periodic_update", True, False),
     ]
 
 

@@ -282,6 +282,19 @@ def test_sd1_within_sla_is_deferred_and_escalated_when_the_sla_breaches(api: Fak
     )
 
 
+def test_sd1_a_target_met_long_ago_does_not_count_as_breached(api: FakeZendesk) -> None:
+    w = World("service-desk", api)
+    # As Zendesk answers months after the first reply was met: its days run on, negative, past breach_at.
+    metrics = [
+        {"breach_at": "2025-12-18T03:07:32Z", "stage": "achieved", "metric": "first_reply_time", "days": -82},
+        {"breach_at": "2026-03-10T13:00:00Z", "stage": "active", "metric": "next_reply_time", "hours": 3},
+    ]
+    api.show(ticket__slas={"policy_metrics": metrics})
+    d = w.deliver(request(escalation__reason="tierup_reason_sla_violation"))
+    assert isinstance(d, Decision) and d.state is State.DEFERRED and d.rule == "SD1"
+    assert "Next reply time" in reply(d)
+
+
 def test_sd2_misclassified_priority_is_reclassified(api: FakeZendesk) -> None:
     w = World("service-desk", api)
     api.show()
