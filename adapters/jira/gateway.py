@@ -135,9 +135,13 @@ def sla_target(record: Json, now: datetime) -> SlaTarget | None:
     completed = record.objects("completedCycles")
     if completed:
         last = completed[-1]
-        stop = last.opt_obj("stopTime")
-        return SlaTarget(name=name, metric=sla_metric(name), breach_at=stop.millis("epochMillis") if stop else None,
-                         breached=last.flag("breached"), fulfilled=True)  # fmt: skip
+        # Cloud gives a finished cycle its breachTime (when it breached, or would have); the
+        # documentation's example and Data Center give only when it stopped.
+        deadline = last.opt_obj("breachTime") or last.opt_obj("stopTime")
+        return SlaTarget(
+            name=name, metric=sla_metric(name), breach_at=deadline.millis("epochMillis") if deadline else None,
+            breached=last.flag("breached"), fulfilled=True,
+        )  # fmt: skip
     return None
 
 

@@ -358,6 +358,26 @@ def test_sla_without_a_breach_time_is_due_when_the_time_left_runs_out(site: Site
     ]
 
 
+def test_a_finished_sla_is_dated_by_its_breach_time_when_jira_gives_one(site: Site) -> None:
+    answer = fixture("servicedeskapi_request_sla_list_docs_example.json")
+    cloud, data_center = answer["values"][0], answer["values"][1]
+    for value in (cloud, data_center):
+        value["ongoingCycle"] = None  # finished: the last completed cycle tells
+        value["completedCycles"][-1]["breached"] = True
+    # As Cloud answers (an SLA field seen on a live site): the finished cycle keeps its breachTime.
+    missed = cloud["completedCycles"][-1]["stopTime"]["epochMillis"] - 3_600_000
+    cloud["completedCycles"][-1]["breachTime"] = {"iso8601": "-", "jira": "-", "friendly": "-", "epochMillis": missed}
+    answer["values"] = [cloud, data_center]
+    site.rsps.get(site.sd("request/SUP-7/sla"), json=answer)
+    snap = gateway().snapshot("SUP-7", hint())
+    assert snap is not None
+    first, second = snap.slas
+    assert (first.breached, first.fulfilled) == (True, True)
+    assert first.breach_at == datetime.fromtimestamp(missed / 1000, UTC)  # when it breached, not when it stopped
+    stopped = data_center["completedCycles"][-1]["stopTime"]["epochMillis"]
+    assert second.breach_at == datetime.fromtimestamp(stopped / 1000, UTC)  # no breachTime: when it stopped
+
+
 def test_snapshot_of_a_non_jsm_issue_reads_nothing(site: Site) -> None:
     assert gateway().snapshot(SOFTWARE, hint(SOFTWARE)) == hint(SOFTWARE)
     assert site.calls() == []
