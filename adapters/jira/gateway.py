@@ -109,6 +109,11 @@ def _json(value: Any, what: str) -> Json:
 # --- SLAs --------------------------------------------------------------------------------
 
 
+def _same_text(stored: str | None, sent: str) -> bool:
+    """Whether a comment's stored text is the text posted (Jira may change line endings and outer space)."""
+    return stored is not None and stored.replace("\r\n", "\n").strip() == sent.replace("\r\n", "\n").strip()
+
+
 def sla_metric(name: str) -> str:
     """The neutral metric of a JSM SLA name."""
     lowered = name.lower()
@@ -395,7 +400,12 @@ class JiraGateway:
     ) -> None:
         """One issue edit, the links, the comments not posted yet for `key`, then the workflow moves."""
         plan = self.plan(actions)
-        posted = self.posted_parts(ref, key) if retry and plan.comments else frozenset()
+        posted = frozenset[int]()
+        if retry and plan.comments:
+            # A request comment's mark is a second call (see _post_comment): one that never
+            # landed leaves the reply unmarked, so a retry also knows it by its text.
+            two_step = [self._request_comment_body(ref, c) for c in plan.comments]
+            posted = self.posted_parts(ref, key, two_step)
         if plan.edit:
             self.call("edit issue", "PUT", self.api_url(f"issue/{ref}"), body=plan.edit)
         linked = self.linked_issues(ref) if retry and plan.links else frozenset()
@@ -464,17 +474,47 @@ class JiraGateway:
         allowed = field_info.objects("allowedValues")
         return allowed[0].opt_text("name") if allowed else None
 
-    def posted_parts(self, ref: str, key: str) -> frozenset[int]:
-        """Which comments of transition `key` are already on the issue (the newest comments' `tierup.key`)."""
+    def posted_parts(self, ref: str, key: str, unmarked: Sequence[str | None] = ()) -> frozenset[int]:
+        """Which comments of transition `key` are already on the issue (the newest comments' `tierup.key`).
+
+        `unmarked[part]`, when given, is the text of a part posted as a request comment: an
+        own comment with that text and no `tierup.key` at all is that part whose mark never
+        landed (the mark failed, or the post timed out after Jira made the comment). It is
+        marked now and counts as posted.
+        """
         params = {"orderBy": "-created", "maxResults": RECENT_COMMENTS, "expand": "properties"}
         answer = self.call("read comments", "GET", self.api_url(f"issue/{ref}/comment"), params=params)
         parts = set()
+        bare: list[Json] = []  # comments without any tierup.key, newest first
         for comment in _json(answer, "comments").objects("comments"):
-            for prop in comment.objects("properties"):
-                value = prop.raw("value") if prop.opt_text("key") == KEY_PROPERTY else None
+            marks = [p.raw("value") for p in comment.objects("properties") if p.opt_text("key") == KEY_PROPERTY]
+            if not marks:
+                bare.append(comment)
+            for value in marks:
                 if isinstance(value, Mapping) and value.get("transition") == key and isinstance(value.get("part"), int):
                     parts.add(int(value["part"]))
+        for part, text in enumerate(unmarked):
+            if text is None or part in parts:
+                continue
+            found = next((c for c in bare if _same_text(c.opt_text("body"), text) and self._is_own(c)), None)
+            if found is not None:
+                bare.remove(found)
+                url = self.api_url(f"comment/{found.text('id')}/properties/{KEY_PROPERTY}")
+                self.call("mark comment", "PUT", url, body={"transition": key, "part": part})
+                log.info("comment %d of %s is on %s without its mark; marked it, not posting it again", part, key, ref)
+                parts.add(part)
         return frozenset(parts)
+
+    def _is_own(self, comment: Json) -> bool:
+        author = comment.opt_obj("author")
+        ids = {author.opt_text(k) for k in ("accountId", "name", "key")} if author else set()
+        return bool(ids & self.own_accounts())
+
+    def _request_comment_body(self, ref: str, comment: PublicReply | InternalNote) -> str | None:
+        """The text a part is posted with when it is a request comment (marked apart), else None."""
+        if isinstance(comment, PublicReply) and self.is_service_desk(ref):
+            return html_to_wiki(comment.body)
+        return None
 
     def is_service_desk(self, ref: str) -> bool:
         """Whether the issue's project is a JSM project (learned from payloads, else one project read, once)."""
@@ -487,16 +527,17 @@ class JiraGateway:
         return bool(known)
 
     def _post_comment(self, ref: str, comment: PublicReply | InternalNote, marker: dict[str, Any]) -> None:
-        body = html_to_wiki(comment.body)
-        if isinstance(comment, PublicReply) and self.is_service_desk(ref):
+        request_body = self._request_comment_body(ref, comment)
+        if request_body is not None:
             # A request comment is what the customer sees and is notified of; it takes no properties,
             # so the marker is set on it right after.
             url = self.servicedesk_url(f"request/{ref}/comment")
-            created = self.call("public comment", "POST", url, body={"body": body, "public": True})
+            created = self.call("public comment", "POST", url, body={"body": request_body, "public": True})
             comment_id = _json(created, "comment").text("id")
             url = self.api_url(f"comment/{comment_id}/properties/{KEY_PROPERTY}")
             self.call("mark comment", "PUT", url, body=marker)
             return
+        body = html_to_wiki(comment.body)
         properties: list[dict[str, Any]] = [{"key": KEY_PROPERTY, "value": marker}]
         if isinstance(comment, InternalNote):
             properties.append(INTERNAL_PROPERTY)

@@ -618,6 +618,50 @@ def test_a_retry_after_a_failure_never_posts_a_comment_twice(site: Site) -> None
     assert (counts.reads, counts.edits, counts.comments) == (2, 1, 1)  # + the look back at the newest comments
 
 
+def test_a_reply_whose_mark_never_landed_is_marked_on_the_retry_not_posted_again(site: Site) -> None:
+    site.sla(KEY, "servicedeskapi_request_sla_within.json")
+    site.rsps.put(site.api(f"issue/{KEY}"), status=204)
+    site.rsps.post(site.sd(f"request/{KEY}/comment"), status=201,
+                   json=fixture("servicedeskapi_request_comment_added.json"))  # fmt: skip
+    # The customer's reply is posted, then marking it fails: Jira is overloaded.
+    site.rsps.put(site.api("comment/10101/properties/tierup.key"), status=503, json={"errorMessages": ["Busy"]})
+    site.rsps.put(site.api("comment/10101/properties/tierup.key"), status=201)
+    site.rsps.post(site.api(f"issue/{KEY}/comment"), status=201, json=fixture("rest_api2_comment_added.json"))
+    site.rsps.get(site.api(f"issue/{KEY}/transitions"), json=fixture("rest_api2_issue_transitions.json"))
+    site.rsps.post(site.api(f"issue/{KEY}/transitions"), status=204)
+    run = Run("lead-review")
+
+    with pytest.raises(TransientError):
+        run.deliver("issue_updated__request_label_added.json", "wh-req")
+    (reply,) = site.sent("POST", f"/request/{KEY}/comment")
+
+    # On the retry Jira shows that reply, by Tierup's account, with no tierup.key on it.
+    shown = fixture("rest_api2_issue_comments_with_properties.json")
+    shown["comments"][0].update(body=reply["body"] + "\r\n", properties=[])
+    site.rsps.get(site.api(f"issue/{KEY}/comment"), json=shown)
+    reset(site)
+    decision = run.deliver("issue_updated__request_label_added.json", "wh-req", retry=True)
+
+    assert decision.rule == "LR5"
+    assert site.sent("POST", f"/request/{KEY}/comment") == []  # the customer is not told twice
+    assert site.sent("PUT", "/comment/10101/properties/tierup.key") == [{"transition": "wh-req:1", "part": 0}]
+    assert [b["properties"][0] for b in site.sent("POST", f"/issue/{KEY}/comment")] == [marker("wh-req:1", 1)]
+
+
+def test_an_unmarked_reply_by_someone_else_is_not_taken_for_ours(site: Site) -> None:
+    ready(site)
+    shown = fixture("rest_api2_issue_comments_with_properties.json")
+    run = Run("lead-review")
+    run.deliver("issue_updated__request_label_added.json", "wh-first")
+    (reply,) = site.sent("POST", f"/request/{KEY}/comment")
+    shown["comments"][0].update(body=reply["body"], properties=[])
+    shown["comments"][0]["author"]["accountId"] = "5b10a2844c20165700ede21g"  # an agent pasted the same text
+    site.rsps.get(site.api(f"issue/{KEY}/comment"), json=shown)
+    reset(site)
+    Run("lead-review").deliver("issue_updated__request_label_added.json", "wh-other", retry=True)
+    assert len(site.sent("POST", f"/request/{KEY}/comment")) == 1
+
+
 def test_the_same_delivery_twice_keys_the_same_transition(site: Site) -> None:
     ready(site)
     first = Run("lead-review")
