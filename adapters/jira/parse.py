@@ -21,7 +21,10 @@ What each event means:
   → an EscalationRequest for the issue its summary or description names (SD8), replies
   going to the request itself; channel form when the form's reason field is filled,
   email otherwise.
-- `comment_created` → a follow-up request whose rationale is the comment's text.
+- `comment_created` → a follow-up request whose rationale is the comment's text; an
+  internal JSM comment (`jsdPublic` false) is not the requester's answer and is Ignored.
+  Data Center sends this event without the issue, and the same comment again as
+  `jira:issue_updated` with `issue_event_type_name` issue_commented: there, that one counts.
 - `tierup:sla_breached` (our own kind: a Jira Automation rule "When: SLA threshold breached"
   → "Send web request", body in the README) → an EscalationRequest by the system, channel
   sla_breach, reason sla_violation (SH3), with no snapshot: the gateway reads the issue once,
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.jira.settings import JiraSettings
+from adapters.jira.settings import Deployment, JiraSettings
 from integration.model import (
     SYSTEM,
     Channel,
@@ -443,7 +446,19 @@ def handle_issue_updated(payload: Json, ctx: _Context) -> Event | Ignored:
     if (item := changed.get("priority")) is not None:
         moved = f"{item.opt_text('fromString') or 'none'} -> {item.opt_text('toString') or 'none'}"
         return Ignored(f"priority changed ({moved}): nothing to decide", key)
+    comment = payload.opt_obj("comment")
+    commented = comment is not None and payload.opt_text("issue_event_type_name") == "issue_commented"
+    if comment is not None and commented and _data_center(ctx, user):
+        # Data Center's comment_created carries no issue: its comments are taken from this event.
+        return _comment_follow_up(payload, issue, comment, ctx)
     return Ignored("no change Tierup acts on", key)
+
+
+def _data_center(ctx: _Context, user: Json | None) -> bool:
+    """Whether the payload is Data Center's: as configured, else by its user (Cloud users all have an accountId)."""
+    if ctx.settings.deployment is not None:
+        return ctx.settings.deployment is Deployment.DATACENTER
+    return user is not None and user.opt_text("accountId") is None
 
 
 def _request_type(fields: Json) -> tuple[str | None, str | None]:
@@ -509,13 +524,20 @@ def handle_comment_created(payload: Json, ctx: _Context) -> Event | Ignored:
     comment = payload.obj("comment")
     issue = payload.opt_obj("issue")
     if issue is None:
-        return Ignored("comment without its issue")
+        # Data Center's: it sends the same comment again as jira:issue_updated (issue_commented), with the issue.
+        return Ignored("comment without its issue (Data Center sends it again, with the issue, as issue_commented)")
+    return _comment_follow_up(payload, issue, comment, ctx)
+
+
+def _comment_follow_up(payload: Json, issue: Json, comment: Json, ctx: _Context) -> Event | Ignored:
     key = issue.text("key")
     author = comment.opt_obj("author") or payload.opt_obj("user")
     if ctx.is_own(author):
         return Ignored("our own comment", key)
     if skipped := ctx.out_of_scope(issue):
         return skipped
+    if comment.raw("jsdPublic") is False:
+        return Ignored("an internal comment is not the requester's answer", key)
     body = comment.opt_text("body")
     if body is None:
         return Ignored("empty comment", key)

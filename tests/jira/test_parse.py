@@ -228,7 +228,9 @@ def test_an_automation_rules_custom_body_is_a_request() -> None:
     ("name", "env", "author"),
     [
         ("comment_created__rationale.json", ENV, "557058:f1c2d3e4-0000-4000-8000-champion0001"),
-        ("comment_created__rationale_dc.json", DC_ENV, "pat.champion"),
+        # Data Center: the comment with its issue comes as jira:issue_updated, issue_commented.
+        ("issue_updated__commented_dc.json", DC_ENV, "pat.champion"),
+        ("issue_updated__commented_dc.json", {**DC_ENV, "JIRA_DEPLOYMENT": "datacenter"}, "pat.champion"),
     ],
 )
 def test_comment_is_a_follow_up_carrying_its_text(name: str, env: dict[str, str], author: str) -> None:
@@ -238,6 +240,29 @@ def test_comment_is_a_follow_up_carrying_its_text(name: str, env: dict[str, str]
     assert event.requested_by.id == author and event.received_at == AT_1030
     # The comment payload's issue is cut down (no labels): the gateway reads the issue instead.
     assert event.ticket is None
+
+
+def test_data_centers_comment_created_without_its_issue_is_left_to_its_issue_commented_twin() -> None:
+    ignored = parse("comment_created__rationale_dc.json", DC_ENV)
+    assert isinstance(ignored, Ignored) and "Data Center sends it again" in ignored.reason
+
+
+def test_on_cloud_the_issue_commented_update_is_left_to_comment_created() -> None:
+    cloud = fixture("comment_created__rationale.json")
+    body = {
+        "timestamp": cloud["timestamp"], "webhookEvent": "jira:issue_updated",
+        "issue_event_type_name": "issue_commented",
+        "user": cloud["comment"]["author"], "issue": cloud["issue"], "comment": cloud["comment"],
+    }  # fmt: skip
+    ignored = parse(body)
+    assert isinstance(ignored, Ignored) and ignored.reason == "no change Tierup acts on"
+
+
+def test_an_internal_comment_is_not_the_requesters_answer() -> None:
+    internal = fixture("comment_created__rationale.json")
+    internal["comment"]["jsdPublic"] = False  # an agent's internal note on the request
+    ignored = parse(internal)
+    assert isinstance(ignored, Ignored) and "internal comment" in ignored.reason
 
 
 # --- jira:issue_created ---------------------------------------------------------------------
