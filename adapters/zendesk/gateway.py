@@ -526,6 +526,7 @@ class ZendeskGateway:
         outcomes: dict[str, GatewayError | None] = {}
         tickets: list[ZenpyTicket] = []
         later: dict[str, list[TicketUpdate]] = {}
+        calls = 0
         for snapshot, actions, key in items:
             ref = snapshot.ref
             if not ref.isdigit():
@@ -534,6 +535,16 @@ class ZendeskGateway:
             try:
                 # No snapshot: update_many has no safe_update; our changes are additive (tags added / removed).
                 updates = self.plan(ref, actions, snapshot=None, key=key)
+                added = {tag for update in updates for tag in update.ticket.get("additional_tags") or ()}
+                if added and added <= snapshot.tags:
+                    # Every tag this write adds is on the ticket already: an earlier bulk write of it
+                    # may have landed without us learning so (its job never reported back). The
+                    # ticket's audits tell which parts did; those are not sent again.
+                    calls += 1
+                    landed = self.applied_parts(ref, key)
+                    if landed:
+                        log.info("parts %s of %s are already on ticket %s; not sent again", sorted(landed), key, ref)
+                    updates = [update for update in updates if update.part not in landed]
             except GatewayError as exc:
                 outcomes[ref] = exc
                 continue
@@ -543,7 +554,6 @@ class ZendeskGateway:
                     tickets.append(ZenpyTicket(id=int(ref), **update.ticket))
                 else:
                     later.setdefault(ref, []).append(update)
-        calls = 0
         if tickets:
             with self._lock:
                 for ticket in tickets:

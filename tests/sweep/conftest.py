@@ -20,7 +20,7 @@ from huey import SqliteHuey
 
 from integration.queue import HueyTicketLocks
 from integration.store import Database, SqlEscalationStore, SweepCursors
-from tests.zendesk.helpers import API, NOW, FakeZendesk, fixture
+from tests.zendesk.helpers import API, NOW, FakeZendesk, fixture, update_response
 
 # --- the database, the queue's storage and the ticket locks --------------------------------------
 
@@ -232,6 +232,8 @@ class ZendeskSweepApi(FakeZendesk):
                 results.append({**failed, "error": "TicketUpdateFailed", "details": "Status: closed prevents update"})
                 continue
             self.apply_fields(ref, item)
+            # Each ticket's update is audited with the metadata sent for it, as a single PUT's is.
+            self.audits.setdefault(ref, []).append(update_response(ref, item.get("metadata"))["audit"])
             results.append({"id": item["id"], "action": "update", "success": True, "status": "Updated"})
         job_id = f"8b726e606741012ffc2d782bcb7848fe{len(self.jobs):02d}"
         self.jobs[job_id] = {"id": job_id, "url": f"{self.base}/job_statuses/{job_id}.json", "total": len(sent),

@@ -234,6 +234,26 @@ def test_a_failed_second_bulk_write_keeps_the_cursor_after_page_one_and_the_reru
     assert storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) == str(ends[3])
 
 
+def test_a_bulk_write_that_landed_unreported_is_not_sent_again_on_the_rerun(
+    storage: SweepStorage, zendesk: ZendeskSweepApi, sleeps: Sleeps
+) -> None:
+    zendesk.events = [metric_event(1, 101, "breach", T0), metric_event(2, 102, "breach", T0 + timedelta(seconds=1))]
+    zendesk.open_tickets([101, 102])
+    zendesk.working_polls = 10_000  # the job lands, but its status never says so within the wait
+    _, source = make_source(sleeps)
+    first = sweep(storage, source, sleeps, since=T0)
+    assert not first.complete and "still" in first.errors[0]
+    assert storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) is None  # read again next run
+    assert [len(zendesk.comments[r]) for r in ("101", "102")] == [1, 1]  # yet it landed
+
+    zendesk.working_polls = 0
+    second = sweep(storage, source, sleeps)
+    assert second.complete and second.tickets_escalated == 2
+    assert [len(zendesk.comments[r]) for r in ("101", "102")] == [1, 1]  # not posted twice
+    assert [c for c in zendesk.mock.calls if "/audits.json" in c.request.url]  # what landed was asked of each
+    assert all(escalated_transitions(storage, r) == 1 for r in ("101", "102"))
+
+
 def test_a_page_read_again_recognises_the_breaches_it_already_handled(
     storage: SweepStorage, zendesk: ZendeskSweepApi, sleeps: Sleeps
 ) -> None:
