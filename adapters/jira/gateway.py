@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from jira import JIRA, JIRAError
 
-from adapters.jira.parse import JiraPayloadError, Json, ProjectTypes, issue_snapshot, project_of
+from adapters.jira.parse import JiraPayloadError, Json, ProjectTypes, issue_snapshot, project_of, status_category
 from adapters.jira.settings import Deployment, JiraSettings
 from adapters.jira.wiki import html_to_wiki
 from integration.model import (
@@ -421,7 +421,7 @@ class JiraGateway:
             self._post_comment(ref, comment, {"transition": key, "part": part})
         if plan.transition:
             self._move_to_escalated(ref)
-        if plan.solve:
+        if plan.solve and not (retry and self._is_done(ref)):
             self._move_to_solved(ref)
 
     # --- an escalation request raised as its own issue: link it, then solve it ---
@@ -443,6 +443,15 @@ class JiraGateway:
                 if issue is not None and issue.opt_text("key"):
                     keys.add(issue.text("key"))
         return frozenset(keys)
+
+    def _is_done(self, ref: str) -> bool:
+        """Whether the issue is in a Done-category status already (a retry after the move landed moves no further)."""
+        answer = self.call("read status", "GET", self.api_url(f"issue/{ref}"), params={"fields": "status"})
+        fields = _json(answer, "issue").opt_obj("fields")
+        if fields is not None and status_category(fields) == "done":
+            log.info("%s is in a Done status already; not moving it again", ref)
+            return True
+        return False
 
     def _move_to_solved(self, ref: str) -> None:
         """Move a request to JIRA_SOLVED_STATUS, or else the first Done-category status its workflow offers."""

@@ -29,6 +29,7 @@ from integration.model import (
     SetDue,
     SetField,
     SetPriority,
+    SetStatus,
     TicketSnapshot,
     TicketStatus,
 )
@@ -186,6 +187,23 @@ def test_retry_of_another_transition_posts_everything(site: Site) -> None:
     site.rsps.get(site.api("issue/SUP-7/comment"), json=fixture("rest_api2_issue_comments_with_properties.json"))
     gateway().apply("SUP-7", [PublicReply("<p>r</p>")], snapshot=None, key="wh-req-2:1", retry=True)
     assert len(site.sent("POST", "/request/SUP-7/comment")) == 1
+
+
+def test_a_retry_does_not_move_an_issue_that_is_done_already(site: Site) -> None:
+    site.writes("SUP-7")
+    done = fixture("rest_api2_issue_get_jsm_sla_breached.json")
+    done["fields"]["status"]["statusCategory"]["key"] = "done"  # the solve landed before the failure
+    site.rsps.get(site.api("issue/SUP-7"), json=done)
+    gateway().apply("SUP-7", [SetStatus(TicketStatus.SOLVED)], snapshot=None, key="k:1", retry=True)
+    assert site.query("GET", "/issue/SUP-7") == {"fields": ["status"]}
+    assert [c for c in site.calls() if "/transitions" in c[1]] == []  # not moved on, e.g. Resolved -> Closed
+
+
+def test_a_retry_moves_an_issue_that_is_not_done_yet(site: Site) -> None:
+    site.writes("SUP-7")
+    site.rsps.get(site.api("issue/SUP-7"), json=fixture("rest_api2_issue_get_jsm_sla_breached.json"))
+    gateway().apply("SUP-7", [SetStatus(TicketStatus.SOLVED)], snapshot=None, key="k:1", retry=True)
+    assert ("GET", "/rest/api/2/issue/SUP-7/transitions?expand=transitions.fields") in site.calls()
 
 
 def test_first_attempts_do_not_look_back(site: Site) -> None:
