@@ -106,12 +106,12 @@ def _json(value: Any, what: str) -> Json:
         raise PermanentError(f"unexpected Jira answer: {exc}") from None
 
 
-# --- SLAs --------------------------------------------------------------------------------
-
-
 def _same_text(stored: str | None, sent: str) -> bool:
     """Whether a comment's stored text is the text posted (Jira may change line endings and outer space)."""
     return stored is not None and stored.replace("\r\n", "\n").strip() == sent.replace("\r\n", "\n").strip()
+
+
+# --- SLAs --------------------------------------------------------------------------------
 
 
 def sla_metric(name: str) -> str:

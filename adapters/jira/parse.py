@@ -447,8 +447,8 @@ def handle_issue_updated(payload: Json, ctx: _Context) -> Event | Ignored:
         moved = f"{item.opt_text('fromString') or 'none'} -> {item.opt_text('toString') or 'none'}"
         return Ignored(f"priority changed ({moved}): nothing to decide", key)
     comment = payload.opt_obj("comment")
-    commented = comment is not None and payload.opt_text("issue_event_type_name") == "issue_commented"
-    if comment is not None and commented and _data_center(ctx, user):
+    event_type = payload.opt_text("issue_event_type_name")
+    if comment is not None and event_type == "issue_commented" and _data_center(ctx, user):
         # Data Center's comment_created carries no issue: its comments are taken from this event.
         return _comment_follow_up(payload, issue, comment, ctx)
     return Ignored("no change Tierup acts on", key)
