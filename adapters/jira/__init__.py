@@ -73,6 +73,7 @@ def build_adapter(env: Mapping[str, str], policy: Policy) -> JiraAdapter | None:
     project_types = ProjectTypes()
     gateway: Gateway
     own_accounts: Callable[[], frozenset[str]]
+    field_ids: Callable[[str], frozenset[str]]
     if settings.has_credentials:
         if not settings.webhook_secrets:
             log.warning(
@@ -80,9 +81,9 @@ def build_adapter(env: Mapping[str, str], policy: Policy) -> JiraAdapter | None:
             )
         jira = JiraGateway(settings, escalated_label=policy.tags.escalated, project_types=project_types,
                            read_slas=bool(policy.sla_gate_reasons))  # fmt: skip
-        gateway, own_accounts = jira, jira.own_accounts
+        gateway, own_accounts, field_ids = jira, jira.own_accounts, jira.field_ids
     else:
-        gateway, own_accounts = DryRunGateway(Platform.JIRA), frozenset
-    parser = JiraParser(settings, project_types=project_types, own_accounts=own_accounts)
+        gateway, own_accounts, field_ids = DryRunGateway(Platform.JIRA), frozenset, lambda name: frozenset()
+    parser = JiraParser(settings, project_types=project_types, own_accounts=own_accounts, field_ids=field_ids)
     return JiraAdapter(settings=settings, gateway=gateway, parser=parser, dry_run=not settings.has_credentials,
                        sla_label=policy.tags.sla_breached)  # fmt: skip

@@ -204,6 +204,7 @@ class JiraGateway:
         self.timeout = timeout
         self._client: JIRA | None = None
         self._own: frozenset[str] | None = None
+        self._fields_by_name: dict[str, frozenset[str]] | None = None
         # The id of the transition to Escalated, per project, once found: later moves cost no read.
         self._to_escalated: dict[str, str] = {}
         self.requests_made = 0  # HTTP requests sent through `call`, whatever the answer
@@ -277,6 +278,19 @@ class JiraGateway:
             me = _json(self.call("myself", "GET", self.api_url("myself")), "myself")
             self._own = frozenset(i for i in (me.opt_text("accountId"), me.opt_text("name"), me.opt_text("key")) if i)
         return self._own
+
+    def field_ids(self, name: str) -> frozenset[str]:
+        """The ids of the fields called `name` (case aside), from Jira's field list, read once.
+
+        Data Center's changelog names a custom field by its display name and gives no fieldId.
+        """
+        if self._fields_by_name is None:
+            found: dict[str, set[str]] = {}
+            for item in self.call("list fields", "GET", self.api_url("field")) or ():
+                if isinstance(item, Mapping) and isinstance(item.get("id"), str) and isinstance(item.get("name"), str):
+                    found.setdefault(item["name"].strip().lower(), set()).add(item["id"])
+            self._fields_by_name = {k: frozenset(v) for k, v in found.items()}
+        return self._fields_by_name.get(name.strip().lower(), frozenset())
 
     # --- reading ---
 

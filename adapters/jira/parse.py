@@ -16,6 +16,8 @@ What each event means:
   - a status change into the *done* status category → Command.RESOLVE;
   - the reason / rationale / preferred-contact / requested-priority field changed → a
     follow-up request (the service ignores it unless the escalation waits for information);
+    Data Center names a custom field by its display name, without a fieldId, so its id is
+    looked up in Jira's field list (read once);
   - anything else, including a priority change on its own, → Ignored (nothing to decide).
 - `jira:issue_created` of the configured JSM request type (JIRA_ESCALATION_REQUEST_TYPE)
   → an EscalationRequest for the issue its summary or description names (SD8), replies
@@ -333,6 +335,7 @@ class _Context:
     own_accounts: frozenset[str]
     delivery_id: str | None
     received_at: datetime
+    field_ids: Callable[[str], frozenset[str]] = lambda name: frozenset()  # ids of the fields with a display name
 
     def is_own(self, user: Json | None) -> bool:
         if user is None or not self.own_accounts:
@@ -406,6 +409,11 @@ def handle_issue_updated(payload: Json, ctx: _Context) -> Event | Ignored:
     changelog = payload.opt_obj("changelog")
     items = changelog.objects("items") if changelog else []
     changed = {item.opt_text("fieldId") or item.opt_text("field"): item for item in items}
+    for entry in items:
+        name = entry.opt_text("field")
+        if entry.opt_text("fieldId") is None and entry.opt_text("fieldtype") == "custom" and name:
+            # Data Center names a custom field by its display name, with no fieldId.
+            changed.update(dict.fromkeys(ctx.field_ids(name), entry))
 
     labels = ctx.settings.labels
     added: frozenset[str] = frozenset()
@@ -591,6 +599,10 @@ def _no_accounts() -> frozenset[str]:
     return frozenset()
 
 
+def _no_fields(name: str) -> frozenset[str]:
+    return frozenset()
+
+
 @dataclass(frozen=True)
 class JiraParser:
     """Classifies and parses Jira deliveries under one site's settings."""
@@ -599,6 +611,8 @@ class JiraParser:
     project_types: ProjectTypes | None = None
     # Tierup's own account ids when JIRA_BOT_ACCOUNT is unset (asked of Jira once, by the gateway).
     own_accounts: Callable[[], frozenset[str]] = _no_accounts
+    # The ids of the fields with a display name (asked of Jira once, by the gateway): Data Center changelogs.
+    field_ids: Callable[[str], frozenset[str]] = _no_fields
 
     def classify(self, payload: Any) -> Classified | None:
         """The event kind, issue key and event time of a payload, or None for events Tierup does not handle."""
@@ -622,5 +636,5 @@ class JiraParser:
             self.project_types.note(*project_of(issue))
         bot = self.settings.bot_account
         own = frozenset({bot}) if bot else self.own_accounts()
-        ctx = _Context(self.settings, own, delivery.delivery_id, delivery.received_at)
+        ctx = _Context(self.settings, own, delivery.delivery_id, delivery.received_at, self.field_ids)
         return handler(payload, ctx)

@@ -158,6 +158,29 @@ def test_rationale_field_changed_is_a_follow_up() -> None:
     assert event.rationale == "Members cannot check in: we lose revenue every hour"
 
 
+def test_on_data_center_a_custom_field_is_found_by_its_name(dc_site: Site) -> None:
+    # As Data Center sends a custom field's change: its display name as `field`, no fieldId.
+    body = fixture("issue_updated__rationale_field_changed.json")
+    body["changelog"]["items"][0].pop("fieldId")
+    body["user"] = fixture("issue_updated__confirm_label_added_dc.json")["user"]
+    dc_site.rsps.get(dc_site.api("field"), json=fixture("rest_api2_field_list.json"))
+    adapter = adapter_for("lead-review", DC_ENV)
+    event = adapter.parse(delivery(json.dumps(body).encode(), "wh-dc-field"))
+    assert isinstance(event, EscalationRequest) and event.follow_up
+    assert event.rationale == "Members cannot check in: we lose revenue every hour"
+    adapter.parse(delivery(json.dumps(body).encode(), "wh-dc-field-2"))
+    assert dc_site.calls().count(("GET", "/rest/api/2/field")) == 1  # the field list is read once
+
+
+def test_a_custom_field_of_another_name_is_no_follow_up(dc_site: Site) -> None:
+    body = fixture("issue_updated__rationale_field_changed.json")
+    body["changelog"]["items"][0].pop("fieldId")
+    body["changelog"]["items"][0]["field"] = "Story points"
+    dc_site.rsps.get(dc_site.api("field"), json=fixture("rest_api2_field_list.json"))
+    result = adapter_for("lead-review", DC_ENV).parse(delivery(json.dumps(body).encode(), "wh-dc-other"))
+    assert result == Ignored("no change Tierup acts on", "SUP-7")
+
+
 def test_priority_change_alone_decides_nothing() -> None:
     result = parse("issue_updated__priority_raised.json")
     assert result == Ignored("priority changed (Low -> High): nothing to decide", "SUP-7")
