@@ -60,6 +60,8 @@ USER_AGENT = "Tierup (zenpy)"
 # Zendesk has no ticket links: an escalation request ticket carries this tag, and both tickets a
 # note naming the other with its agent URL (what Zendesk admins do by hand).
 REQUEST_LINK_TAG = "tierup_escalation_request"
+# How many pages of a ticket's audits (100 each) a retry reads, at most, for its own earlier write.
+AUDIT_PAGES = 5
 
 
 # --- the zenpy client --------------------------------------------------------------------------
@@ -330,15 +332,24 @@ class ZendeskGateway:
         return snap
 
     def applied_parts(self, ref: str, key: str) -> set[str]:
-        """Which parts of transition `key` the ticket's newest audits already record."""
-        data = self._get(f"tickets/{ref}/audits.json", f"read audits of ticket {ref}", {"sort_order": "desc"})
-        audits = data.get("audits") if isinstance(data, dict) else None
+        """Which parts of transition `key` the ticket's audits already record, newest first.
+
+        The first page (100 audits, newest first) is where a write of a retried transition
+        lands; when `key` is not on it, the later pages are read too, up to AUDIT_PAGES, so a
+        ticket with a long history is not taken for one without the write.
+        """
         parts: set[str] = set()
-        for audit in audits if isinstance(audits, list) else ():
-            metadata = audit.get("metadata") if isinstance(audit, dict) else None
-            custom = metadata.get("custom") if isinstance(metadata, dict) else None
-            if isinstance(custom, dict) and custom.get(KEY_FIELD) == key:
-                parts.add(str(custom.get(PART_FIELD) or MAIN_PART))
+        for page in range(1, AUDIT_PAGES + 1):
+            params = {"sort_order": "desc", "per_page": "100"} | ({"page": str(page)} if page > 1 else {})
+            data = self._get(f"tickets/{ref}/audits.json", f"read audits of ticket {ref}", params)
+            audits = data.get("audits") if isinstance(data, dict) else None
+            for audit in audits if isinstance(audits, list) else ():
+                metadata = audit.get("metadata") if isinstance(audit, dict) else None
+                custom = metadata.get("custom") if isinstance(metadata, dict) else None
+                if isinstance(custom, dict) and custom.get(KEY_FIELD) == key:
+                    parts.add(str(custom.get(PART_FIELD) or MAIN_PART))
+            if parts or not (isinstance(data, dict) and data.get("next_page")):
+                break
         return parts
 
     # --- group names to ids ----------------------------------------------------------------

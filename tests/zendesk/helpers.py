@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import responses
 
@@ -124,6 +125,7 @@ class FakeZendesk:
     base: str = API
     tickets: dict[str, Any] = field(default_factory=dict)
     audits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    audits_oldest_first: bool = False  # True: the audits list ignores sort_order (the worst case for a retry)
     # Answers to give the next PUTs / ticket reads, e.g. [(409, {...}, {})], consumed in order; None = answer normally.
     put_failures: list[tuple[int, Any, dict[str, str]] | None] = field(default_factory=list)
     read_failures: list[tuple[int, Any, dict[str, str]] | Exception | None] = field(default_factory=list)
@@ -162,8 +164,14 @@ class FakeZendesk:
 
     def _audits(self, request: Any) -> tuple[int, dict[str, str], str]:
         ref = self._ticket_id(request.url, r"/tickets/(\d+)/audits")
-        audits = list(reversed(self.audits.get(ref, [])))  # newest first, as asked with sort_order=desc
-        body = {"audits": audits, "next_page": None, "previous_page": None, "count": len(audits)}
+        query = parse_qs(urlsplit(request.url).query)
+        audits = list(self.audits.get(ref, []))
+        if query.get("sort_order") == ["desc"] and not self.audits_oldest_first:
+            audits.reverse()  # newest first, as asked
+        page, size = int(query.get("page", ["1"])[0]), int(query.get("per_page", ["100"])[0])
+        shown = audits[(page - 1) * size : page * size]
+        after = f"{self.base}/tickets/{ref}/audits.json?page={page + 1}" if page * size < len(audits) else None
+        body = {"audits": shown, "next_page": after, "previous_page": None, "count": len(audits)}
         return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     def _put(self, request: Any) -> tuple[int, dict[str, str], str]:

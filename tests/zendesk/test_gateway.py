@@ -53,6 +53,7 @@ from tests.zendesk.helpers import (
     delivery,
     env,
     fixture,
+    update_response,
 )
 from tests.zendesk.test_rules import World, request
 
@@ -360,7 +361,20 @@ def test_a_retry_does_not_post_the_comment_again(api: FakeZendesk) -> None:
     g.apply(TICKET, [AddTags(("escalated",)), REPLY], snapshot=snapshot(), key="d-1:1", retry=True)
     assert (api.reads, api.writes) == (1, 0)
     (audits,) = api.calls("GET")
-    assert audits.request.url == f"{API}/tickets/4016/audits.json?sort_order=desc"
+    assert audits.request.url == f"{API}/tickets/4016/audits.json?sort_order=desc&per_page=100"
+
+
+def test_a_retry_finds_its_write_past_the_first_page_of_a_long_history(api: FakeZendesk) -> None:
+    g = gateway()
+    # A ticket with 250 updates before ours, and an audits list that does not put the newest first.
+    api.audits[TICKET] = [update_response(TICKET, {"other": n})["audit"] for n in range(250)]
+    api.audits_oldest_first = True
+    g.apply(TICKET, [AddTags(("escalated",)), REPLY], snapshot=snapshot(), key="d-1:1")
+    api.mock.calls.reset()
+    g.apply(TICKET, [AddTags(("escalated",)), REPLY], snapshot=snapshot(), key="d-1:1", retry=True)
+    assert api.writes == 0  # found on page 3: not posted again
+    pages = [c.request.url for c in api.calls("GET")]
+    assert len(pages) == 3 and pages[-1].endswith("&page=3")
 
 
 def test_a_retry_of_another_transition_writes(api: FakeZendesk) -> None:
