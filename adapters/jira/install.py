@@ -215,9 +215,12 @@ def plan_install(
         hook = existing[0]
         plan.webhook_id = _webhook_id(hook)
         plan.differences = _differences(hook, wanted)
-        # Jira never shows a webhook's secret: a new one must be sent whenever we have none stored.
+        # Jira never shows a webhook's secret: a new one must be sent whenever we have none stored,
+        # and during a rotation (several secrets, newest first) the newest, so Jira signs with it.
         if not settings.webhook_secrets:
             plan.differences.append("no secret stored in JIRA_WEBHOOK_SECRET")
+        elif len(settings.webhook_secrets) > 1:
+            plan.differences.append(f"secret rotation: the newest of {len(settings.webhook_secrets)} secrets")
         plan.action = "update" if plan.differences else "none"
         for extra in existing[1:]:
             plan.notes.append(f"another Tierup webhook is registered (id {_webhook_id(extra)}): uninstall removes it")

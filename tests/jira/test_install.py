@@ -199,6 +199,23 @@ def test_our_webhook_without_a_stored_secret_gets_a_new_one(here: Path) -> None:
         assert jira.secrets["7"] == env_file(here)["JIRA_WEBHOOK_SECRET"]
 
 
+def test_a_rotation_sends_the_newest_secret_and_then_rests(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The README's rotation: the new secret in front of the old one, then install again.
+    write_env(here, {**INSTALL_ENV, "JIRA_WEBHOOK_SECRET": "new-secret-0123456789,old-secret-0123456789"})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        jira = Jira(rsps, fixture("rest_webhooks_list_with_ours.json"))
+        jira.secrets["7"] = "old-secret-0123456789"
+        assert main(["install", "jira"]) == 0
+        assert jira.writes() == [("PUT", "/rest/webhooks/1.0/webhook/7")]
+        assert jira.secrets["7"] == "new-secret-0123456789"  # Jira signs with the new one from now on
+        assert "secret rotation: the newest of 2 secrets" in capsys.readouterr().out
+        # Once the old secret is dropped, install has nothing to change.
+        write_env(here, {**INSTALL_ENV, "JIRA_WEBHOOK_SECRET": "new-secret-0123456789"})
+        rsps.calls.reset()
+        assert main(["install", "jira"]) == 0
+        assert jira.writes() == []
+
+
 def test_uninstall_deletes_only_ours(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         jira = Jira(rsps, fixture("rest_webhooks_list_with_ours.json"))
