@@ -176,6 +176,24 @@ def _is_ours(hook: Json, endpoint: str) -> bool:
     )
 
 
+def _refuse_new_webhook_resource(gateway: JiraGateway, manual: str) -> None:
+    """Stop with what to do by hand on Data Center 10 and later, whose webhooks this installer cannot write.
+
+    Data Center 10 moved admin webhooks to /rest/jira-webhook/1.0/webhooks, with another body
+    and ids; the resource this installer uses (/rest/webhooks/1.0/webhook) is gone there.
+    """
+    if gateway.deployment is not Deployment.DATACENTER:
+        return
+    info = gateway.call("server info", "GET", gateway.api_url("serverInfo"))
+    numbers = info.get("versionNumbers") if isinstance(info, Mapping) else None
+    if isinstance(numbers, list) and numbers and isinstance(numbers[0], int) and numbers[0] >= 10:
+        version = ".".join(str(n) for n in numbers)
+        raise ConfigError(
+            f"Jira Data Center {version} keeps webhooks at /rest/jira-webhook/1.0/webhooks, which this installer "
+            f"does not write: {manual}"
+        )
+
+
 def _ours(gateway: JiraGateway, endpoint: str) -> list[Json]:
     answer = gateway.call("list webhooks", "GET", f"{gateway.settings.url}/rest/webhooks/1.0/webhook")
     hooks = answer if isinstance(answer, list) else []
@@ -207,7 +225,18 @@ def plan_install(
         "excludeBody": False,
         "secret": secret,
     }
+    _refuse_new_webhook_resource(gateway, (
+        f"register it by hand (Administration > System > WebHooks) with URL {_shown(endpoint)}, events "
+        f"{', '.join(WEBHOOK_EVENTS)}, JQL {jql_filter(settings)} and, as its secret, JIRA_WEBHOOK_SECRET "
+        "(set it to a long random value first); then run install again for the other checks"
+    ))  # fmt: skip
     plan = InstallPlan(endpoint=endpoint, webhook=wanted, action="create")
+    if gateway.deployment is Deployment.DATACENTER and not settings.webhook_url_token:
+        plan.notes.append(
+            "Data Center: a version that does not sign webhook deliveries sends them without X-Hub-Signature, and "
+            "Tierup answers each with 401 (`tierup inbox` shows none arriving): then set JIRA_WEBHOOK_URL_TOKEN to a "
+            "long random value and run install again"
+        )
     if not settings.webhook_secrets:
         plan.store["JIRA_WEBHOOK_SECRET"] = secret
     existing = _ours(gateway, endpoint)
@@ -448,6 +477,7 @@ def uninstall(gateway: JiraGateway, public_url: str | None, *, dry_run: bool) ->
     """Delete the webhooks Tierup registered (by URL or name), leaving every other one; the ids removed."""
     if not public_url:
         raise ConfigError("TIERUP_PUBLIC_URL is not set (environment or .env): it identifies Tierup's webhook")
+    _refuse_new_webhook_resource(gateway, "remove Tierup's webhook by hand (Administration > System > WebHooks)")
     removed = []
     for hook in _ours(gateway, endpoint_for(public_url, gateway.settings)):
         hook_id = _webhook_id(hook)
