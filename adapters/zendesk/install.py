@@ -1,7 +1,8 @@
 """`tierup install zendesk`: create, or update in place, everything the procedure needs in Zendesk.
 
 What it manages (each matched by title or name, never duplicated, and marked with MARKER in
-its description so `uninstall` removes exactly what install made): the escalation ticket
+its description so `uninstall` removes exactly what install made; an unmarked object with one
+of those titles is the admin's, and install stops rather than take it over): the escalation ticket
 fields, the policy's groups (existing groups are only mapped, never changed or removed), the
 webhook Tierup listens on, the triggers, the macros and the SLA-breach automation. The ids it
 learns (fields, groups, webhook, its signing secret, Tierup's own user) go into `.env`.
@@ -10,7 +11,7 @@ learns (fields, groups, webhook, its signing secret, Tierup's own user) go into 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -403,9 +404,42 @@ class ZendeskInstaller:
                 found[str(name)] = item
         return found
 
-    def _sync(self, kind: str, desired: Mapping[str, dict[str, Any]], report: Report, dry_run: bool) -> dict[str, Any]:
-        """Create or update each desired object of `kind` (titled by its key); return title -> id."""
-        existing = self._existing(kind)
+    def _refuse_takeovers(self, listed: Mapping[str, Mapping[str, Any]], hooks: Sequence[Any]) -> None:
+        """ConfigError naming every object install would manage that has our title but is not ours.
+
+        Install matches its objects by title; one the admin made (no MARKER) is never updated
+        in Tierup's place, nor later deleted by uninstall.
+        """
+        pending = Known(webhook_id=PENDING, field_ids={})
+        titles = {
+            "ticket field": [spec["title"] for spec in desired_fields().values()],
+            "trigger": list(desired_triggers(self.policy, pending, self.escalation_address)),
+            "macro": list(desired_macros()),
+            "automation": list(desired_automations(pending)),
+        }
+        taken = [
+            f'{kind} "{title}"'
+            for kind, names in titles.items()
+            for title in names
+            if title in listed[kind] and not marked(plain(listed[kind][title]))
+        ]
+        if any(getattr(h, "name", None) == WEBHOOK_NAME and not marked(plain(h)) for h in hooks):
+            taken.append(f'webhook "{WEBHOOK_NAME}"')
+        if taken:
+            raise ConfigError(
+                f"Zendesk already has {', '.join(taken)}, not made by Tierup (no {MARKER} in its description): "
+                f"rename it, or add {MARKER} to its description to let install manage it, then run install again"
+            )
+
+    def _sync(
+        self,
+        kind: str,
+        desired: Mapping[str, dict[str, Any]],
+        existing: Mapping[str, Any],
+        report: Report,
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        """Create or update each desired object of `kind` (titled by its key) among `existing`; return title -> id."""
         make = ZENPY_TYPES[kind]
         ids: dict[str, Any] = {}
         for title, wanted in desired.items():
@@ -452,9 +486,8 @@ class ZendeskInstaller:
             )
         return ids
 
-    def _webhook(self, endpoint: str, report: Report, dry_run: bool) -> tuple[str, str | None]:
+    def _webhook(self, endpoint: str, hooks: Sequence[Any], report: Report, dry_run: bool) -> tuple[str, str | None]:
         """Create or update the webhook; return its id and (once it exists) its signing secret."""
-        hooks = call_zendesk("list webhooks", lambda: list(self.client.webhooks.list()))
         current = next((h for h in hooks if getattr(h, "name", None) == WEBHOOK_NAME), None)
         spec = desired_webhook(endpoint)
         if current is None:
@@ -490,15 +523,21 @@ class ZendeskInstaller:
         """Create or update everything, then store the ids in .env; a dry run only reads."""
         endpoint = webhook_endpoint(public_url)
         report = Report(dry_run)
+        # Everything is read first: an object of ours taken by the admin stops install before any write.
+        listed = {kind: self._existing(kind) for kind in ("ticket field", "trigger", "macro", "automation")}
+        hooks = call_zendesk("list webhooks", lambda: list(self.client.webhooks.list()))
+        self._refuse_takeovers(listed, hooks)
         me = call_zendesk("read Tierup's own user", lambda: self.client.users.me())
         groups = self._groups(report, dry_run)
-        fields = self._sync("ticket field", {s["title"]: s for s in desired_fields().values()}, report, dry_run)
+        wanted_fields = {spec["title"]: spec for spec in desired_fields().values()}
+        fields = self._sync("ticket field", wanted_fields, listed["ticket field"], report, dry_run)
         field_ids = {logical: fields[spec["title"]] for logical, spec in desired_fields().items()}
-        hook_id, secret = self._webhook(endpoint, report, dry_run)
+        hook_id, secret = self._webhook(endpoint, hooks, report, dry_run)
         known = Known(webhook_id=hook_id, field_ids={k: v for k, v in field_ids.items() if v != PENDING})
-        self._sync("trigger", desired_triggers(self.policy, known, self.escalation_address), report, dry_run)
-        self._sync("macro", desired_macros(), report, dry_run)
-        self._sync("automation", desired_automations(known), report, dry_run)
+        triggers = desired_triggers(self.policy, known, self.escalation_address)
+        self._sync("trigger", triggers, listed["trigger"], report, dry_run)
+        self._sync("macro", desired_macros(), listed["macro"], report, dry_run)
+        self._sync("automation", desired_automations(known), listed["automation"], report, dry_run)
         current = _env_file(self.env_path)
         secrets = secrets_list(current.get("ZENDESK_WEBHOOK_SECRET"))
         if secret is not None and secret not in secrets:

@@ -296,6 +296,30 @@ def test_an_edited_trigger_is_put_back_not_duplicated(account: FakeAccount, tmp_
     assert len(account.objects["triggers"]) == 8  # the admin's one and Tierup's seven
 
 
+def test_an_admins_own_macro_of_the_same_title_is_never_taken_over(account: FakeAccount, tmp_path: Path) -> None:
+    # The team's hand-made escalation macro, from before Tierup.
+    mine = account.add("macros", title="Escalate ticket", description="Forward to the team lead", active=True,
+                       actions=[{"field": "comment_value", "value": "Escalating to my lead"}])  # fmt: skip
+    with pytest.raises(ConfigError, match=r'Zendesk already has macro "Escalate ticket", not made by Tierup'):
+        installer(tmp_path / ".env").install(PUBLIC_URL)
+    assert account.writes == 0  # refused before anything was written
+    assert account.named("macros", "Escalate ticket") == mine
+
+    # Marked by the admin, it is Tierup's to manage (and uninstall's to remove).
+    mine["description"] = "[tierup] Forward to the team lead"
+    report = installer(tmp_path / ".env").install(PUBLIC_URL)
+    assert ("update", "macro", "Escalate ticket") in [(s.action, s.kind, s.name) for s in report.changes]
+    assert len([m for m in account.objects["macros"].values() if m["title"] == "Escalate ticket"]) == 1
+
+
+def test_a_webhook_named_tierup_that_install_did_not_make_stops_it(account: FakeAccount, tmp_path: Path) -> None:
+    hook = next(iter(account.objects["webhooks"].values()))
+    hook["name"] = "Tierup"  # somebody's own webhook, as the README's event webhook would be named
+    with pytest.raises(ConfigError, match=r'webhook "Tierup"'):
+        installer(tmp_path / ".env").install(PUBLIC_URL)
+    assert account.writes == 0
+
+
 def test_install_refuses_without_tierup_public_url(account: FakeAccount, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="TIERUP_PUBLIC_URL is not set"):
         installer(tmp_path / ".env").install(None)
