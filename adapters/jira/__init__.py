@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.jira.gateway import JiraGateway
-from adapters.jira.parse import JiraParser, ProjectTypes
+from adapters.jira.parse import JiraParser, ProjectTypes, no_fields
 from adapters.jira.settings import JiraSettings
 from adapters.jira.sweep import JiraSweepSource
 from adapters.jira.verify import SIGNATURE_HEADER, header, verify_signature, verify_url_token
@@ -83,7 +83,7 @@ def build_adapter(env: Mapping[str, str], policy: Policy) -> JiraAdapter | None:
                            read_slas=bool(policy.sla_gate_reasons))  # fmt: skip
         gateway, own_accounts, field_ids = jira, jira.own_accounts, jira.field_ids
     else:
-        gateway, own_accounts, field_ids = DryRunGateway(Platform.JIRA), frozenset, lambda name: frozenset()
+        gateway, own_accounts, field_ids = DryRunGateway(Platform.JIRA), frozenset, no_fields
     parser = JiraParser(settings, project_types=project_types, own_accounts=own_accounts, field_ids=field_ids)
     return JiraAdapter(settings=settings, gateway=gateway, parser=parser, dry_run=not settings.has_credentials,
                        sla_label=policy.tags.sla_breached)  # fmt: skip

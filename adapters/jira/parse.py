@@ -329,13 +329,18 @@ def _label_set(text: str | None) -> frozenset[str]:
     return frozenset((text or "").split())
 
 
+def no_fields(name: str) -> frozenset[str]:
+    """No field ids for any name (a site whose field list is not read: dry runs, tests)."""
+    return frozenset()
+
+
 @dataclass(frozen=True)
 class _Context:
     settings: JiraSettings
     own_accounts: frozenset[str]
     delivery_id: str | None
     received_at: datetime
-    field_ids: Callable[[str], frozenset[str]] = lambda name: frozenset()  # ids of the fields with a display name
+    field_ids: Callable[[str], frozenset[str]] = no_fields  # the ids of the fields with a display name
 
     def is_own(self, user: Json | None) -> bool:
         if user is None or not self.own_accounts:
@@ -599,10 +604,6 @@ def _no_accounts() -> frozenset[str]:
     return frozenset()
 
 
-def _no_fields(name: str) -> frozenset[str]:
-    return frozenset()
-
-
 @dataclass(frozen=True)
 class JiraParser:
     """Classifies and parses Jira deliveries under one site's settings."""
@@ -612,7 +613,7 @@ class JiraParser:
     # Tierup's own account ids when JIRA_BOT_ACCOUNT is unset (asked of Jira once, by the gateway).
     own_accounts: Callable[[], frozenset[str]] = _no_accounts
     # The ids of the fields with a display name (asked of Jira once, by the gateway): Data Center changelogs.
-    field_ids: Callable[[str], frozenset[str]] = _no_fields
+    field_ids: Callable[[str], frozenset[str]] = no_fields
 
     def classify(self, payload: Any) -> Classified | None:
         """The event kind, issue key and event time of a payload, or None for events Tierup does not handle."""
