@@ -279,13 +279,16 @@ def plain(obj: Any) -> dict[str, Any]:
 
 
 def _normal(value: Any) -> Any:
-    # Zendesk hands values back as strings where we sent numbers (ids, hours): compare as text.
+    # Zendesk may hand values back in another JSON type than we sent them: numbers (ids, hours)
+    # as strings, and an action's "false" as false (comment_mode_is_public): compare as text.
     if isinstance(value, Mapping):
         return {k: _normal(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_normal(v) for v in value]
-    if value is None or isinstance(value, bool):
+    if value is None:
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value)
 
 

@@ -260,6 +260,20 @@ def test_a_second_run_changes_nothing(account: FakeAccount, tmp_path: Path) -> N
     assert env_path.read_text() == before
 
 
+def test_a_second_run_changes_nothing_when_zendesk_answers_booleans(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    # Zendesk may give an action's "false" back as false (the cancel macro's private comment).
+    macro = account.named("macros", "Escalation: cancel — not valid")
+    flags = [a for a in macro["actions"] if a["field"] == "comment_mode_is_public"]
+    assert flags and all(a["value"] == "false" for a in flags)
+    for action in flags:
+        action["value"] = False
+    account.mock.calls.reset()
+    report = installer(env_path).install(PUBLIC_URL)
+    assert account.writes == 0 and report.changes == []
+
+
 def test_a_dry_run_writes_nothing(account: FakeAccount, tmp_path: Path) -> None:
     env_path = tmp_path / ".env"
     report = installer(env_path).install(PUBLIC_URL, dry_run=True)
