@@ -296,6 +296,24 @@ def _options(value: Any) -> list[tuple[str, str]]:
     return [(str(o.get("name")), str(o.get("value"))) for o in value or () if isinstance(o, Mapping)]
 
 
+def _keep_option_ids(spec: Mapping[str, Any], current: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`spec` with each dropdown option that the field has already (by value) carrying its id.
+
+    Zendesk updates an option sent with its id, and takes one sent without as new (dropping
+    the old): the ids keep the options, and the tickets that hold them, as they are.
+    """
+    options = spec.get("custom_field_options")
+    if not options:
+        return spec
+    ids = {
+        str(o.get("value")): o["id"]
+        for o in current.get("custom_field_options") or ()
+        if isinstance(o, Mapping) and o.get("id") is not None
+    }
+    kept = [{**o, "id": ids[str(o["value"])]} if str(o.get("value")) in ids else o for o in options]
+    return {**spec, "custom_field_options": kept}
+
+
 def differences(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:
     """The keys of `desired` whose value Zendesk holds differently."""
     out = []
@@ -465,7 +483,7 @@ class ZendeskInstaller:
                 continue
             report.add("update", kind, title, "changed: " + ", ".join(changed))
             if not dry_run:
-                obj = make(id=current.id, title=title, **spec)
+                obj = make(id=current.id, title=title, **_keep_option_ids(spec, plain(current)))
                 call_zendesk(f"update {kind} {title!r}", self._api(kind).update, obj)
         return ids
 

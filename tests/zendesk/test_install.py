@@ -7,6 +7,7 @@ api_webhooks_list_response.json) and keeps what was created, so a second run see
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import re
@@ -272,6 +273,26 @@ def test_a_second_run_changes_nothing_when_zendesk_answers_booleans(account: Fak
     account.mock.calls.reset()
     report = installer(env_path).install(PUBLIC_URL)
     assert account.writes == 0 and report.changes == []
+
+
+def test_a_changed_dropdown_is_updated_with_its_options_ids(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    field = account.named("ticket_fields", "Escalation reason")
+    for n, option in enumerate(field["custom_field_options"]):
+        option["id"] = 36700000 + n  # Zendesk gives each option an id
+    wanted = copy.deepcopy(field["custom_field_options"])
+    field["custom_field_options"][0]["name"] = "An old label"  # edited by hand
+    account.mock.calls.reset()
+    report = installer(env_path).install(PUBLIC_URL)
+    assert [(s.action, s.name) for s in report.changes] == [("update", "Escalation reason")]
+    (put,) = [c for c in account.mock.calls if c.request.method == "PUT"]
+    sent = json.loads(put.request.body)["ticket_field"]["custom_field_options"]
+
+    def keys(options: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(o.get("id"), o["name"], o["value"]) for o in options]
+
+    assert keys(sent) == keys(wanted)  # each option by its id, the label put back: none dropped and made again
 
 
 def test_a_dry_run_writes_nothing(account: FakeAccount, tmp_path: Path) -> None:
