@@ -520,13 +520,18 @@ def classify(payload: Any) -> Classified | None:
 
 
 def _actor_id(kind: str, body: Obj) -> str | None:
+    """Who made the change, as text: only ever compared with Tierup's own user id.
+
+    Not checked as a Zendesk id: a change by Zendesk itself may name no user ("-1" in an
+    audit), and that is no reason to fail the delivery.
+    """
     if kind.startswith(TRIGGER_PREFIX):
-        return body.obj("current_user").ident("id")
+        return body.obj("current_user").opt_text("id")
     if kind.endswith("ticket.comment_added"):
-        author = body.obj("event").obj("comment").obj("author").ident("id")
+        author = body.obj("event").obj("comment").obj("author").opt_text("id")
         if author is not None:
             return author
-    return body.obj("detail").ident("actor_id")
+    return body.obj("detail").opt_text("actor_id")
 
 
 def parse(delivery: Delivery, context: ParseContext) -> Event | Ignored:

@@ -251,6 +251,16 @@ def test_an_event_by_tierups_own_user_is_ignored_without_any_api_call(api: FakeZ
     assert len(api.mock.calls) == 0
 
 
+def test_a_change_by_zendesk_itself_is_parsed_not_failed(api: FakeZendesk) -> None:
+    # A trigger or automation adds the request tag: the event names no user ("-1", as audits do).
+    adapter = build_adapter(env(), load_policy("lead-review"))
+    assert adapter is not None
+    api.show()
+    got = adapter.parse(delivery(changed(fixture("event_ticket_tags_changed__escalation_requested.json"),
+                                         detail__actor_id="-1")))  # fmt: skip
+    assert isinstance(got, EscalationRequest)
+
+
 # --- parse: Zendesk event webhooks ----------------------------------------------------------------------
 
 
