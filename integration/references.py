@@ -39,10 +39,14 @@ def find_ticket_reference(platform: Platform, *texts: str | None, exclude: str |
 # --- what else an escalation email says (SD3, SD4): the reason and the preferred contact ----------
 
 # "Reason: wrong resolution", "Escalation reason - SLA violation", "Preferred contact: phone 0161 ..."
-_REASON_LINE = re.compile(r"^[ \t>*_]*(?:escalation[ \t]+)?reason[ \t]*[:\-][ \t]*(.+?)[ \t]*$", re.IGNORECASE | re.M)
+# A label set in bold or italics ("*Reason:* ...", Jira's wiki markup of an email; "**Reason**: ...")
+# may close its markers on either side of the colon.
+_REASON_LINE = re.compile(
+    r"^[ \t>*_]*(?:escalation[ \t]+)?reason[*_]*[ \t]*[:\-][*_]*[ \t]*(.+?)[ \t]*$", re.IGNORECASE | re.M
+)
 _CONTACT_LINE = re.compile(
-    r"^[ \t>*_]*(?:(?:my|our)[ \t]+)?preferred[ \t]+(?:method[ \t]+of[ \t]+)?contact(?:[ \t]+method)?"
-    r"[ \t]*(?:[:\-]|is\b)[ \t]*(.+?)[ \t]*$",
+    r"^[ \t>*_]*(?:(?:my|our)[ \t]+)?preferred[ \t]+(?:method[ \t]+of[ \t]+)?contact(?:[ \t]+method)?[*_]*"
+    r"[ \t]*(?:[:\-]|is\b)[*_]*[ \t]*(.+?)[ \t]*$",
     re.IGNORECASE | re.M,
 )
 # Words that name a reason when no line says it, most specific first. Business urgency is never

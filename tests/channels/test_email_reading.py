@@ -26,6 +26,9 @@ from integration.references import find_preferred_contact, find_reason
         ("URGENT: ticket 4016", "This is urgent for our business.", None),
         ("Escalation #4016", "Please escalate.", None),
         ("Escalation #4016", "Reason: because", None),
+        # A bold label, as Jira's wiki markup of an email or Markdown writes it.
+        ("Escalation SUP-7", "*Reason:* wrong resolution", Reason.WRONG_RESOLUTION),
+        ("Escalation SUP-7", "**Reason**: SLA violation", Reason.SLA_VIOLATION),
     ],
 )
 def test_the_reason_an_email_gives(subject: str, body: str | None, expected: Reason | None) -> None:
@@ -41,6 +44,10 @@ def test_the_reason_an_email_gives(subject: str, body: str | None, expected: Rea
         ("Please call me on 0161 496 0000", None),  # only a line that says it is the preferred contact
         ("Preferred contact:", None),
         ("Preferred contact: " + "x" * 500, "x" * 200),  # kept short: it is shown in notes and on the dashboard
+        # A bold label, as Jira's wiki markup of an email or Markdown writes it.
+        ("*Preferred contact:* phone +44 161 496 0000", "phone +44 161 496 0000"),
+        ("**Preferred contact**: phone +44 161 496 0000", "phone +44 161 496 0000"),
+        ("_Preferred contact_ - email", "email"),
     ],
 )
 def test_the_preferred_contact_an_email_gives(body: str, expected: str | None) -> None:
