@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from integration.model import Platform, Reason
 from integration.policy import REASON_LABELS
@@ -16,18 +17,23 @@ _NUMBER = re.compile(
 _KEY = re.compile(r"\b([A-Z][A-Z0-9_]{1,9}-\d{1,9})\b")
 
 
-def find_ticket_reference(platform: Platform, *texts: str | None, exclude: str | None = None) -> str | None:
+def find_ticket_reference(
+    platform: Platform, *texts: str | None, exclude: str | None = None, projects: Collection[str] = ()
+) -> str | None:
     """The first ticket number (Zendesk) or issue key (Jira) in `texts`, subject first.
 
-    `exclude` is the request's own ticket, which an email reply quotes back.
+    `exclude` is the request's own ticket, which an email reply quotes back. `projects` (Jira),
+    when given, are the only projects a key may belong to: "UTF-8" or "ISO-9001" in a body is
+    no issue key.
     """
     for text in texts:
         if not text:
             continue
         if platform is Platform.JIRA:
             for match in _KEY.finditer(text):
-                if match.group(1) != exclude:
-                    return match.group(1)
+                key = match.group(1)
+                if key != exclude and (not projects or key.rsplit("-", 1)[0] in projects):
+                    return key
         else:
             for match in _NUMBER.finditer(text):
                 number = match.group(1) or match.group(2)

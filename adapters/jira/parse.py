@@ -511,7 +511,9 @@ def handle_issue_created(payload: Json, ctx: _Context) -> Event | Ignored:
     summary, description = fields.opt_text("summary"), field_text(fields, "description")
     reason_text = field_text(fields, f.reason)
     rationale = field_text(fields, f.rationale) or description
-    named = find_ticket_reference(Platform.JIRA, summary, description, rationale, exclude=key)
+    named = find_ticket_reference(
+        Platform.JIRA, summary, description, rationale, exclude=key, projects=ctx.settings.projects
+    )
     # A form fills the reason field; an email has only a subject and a body, which say the reason
     # and the preferred contact (SD4) in words.
     channel = Channel.FORM if reason_text else Channel.EMAIL

@@ -225,6 +225,14 @@ def test_a_key_in_the_description_is_found_there(runtime: Runtime, site: Site) -
     assert "wrong ticket resolution" in body_of(done, InternalNote)
 
 
+def test_a_key_shaped_word_of_another_project_is_not_the_ticket(runtime: Runtime, site: Site) -> None:
+    ticket_answers(site)
+    request_answers(site)
+    body = "Since the UTF-8 change in ISO-9001 audit mode the fix did not work. Please escalate SUP-7."
+    assert deliver(runtime, email("Escalation", body)) == 202
+    assert_escalated_and_carried_over(site, runtime)  # SUP-7, a JIRA_PROJECTS key, not UTF-8
+
+
 def test_the_request_type_may_be_given_by_its_id(make_runtime: Any, site: Site) -> None:
     runtime = make_runtime(JIRA_ESCALATION_REQUEST_TYPE="31")
     ticket_answers(site)
