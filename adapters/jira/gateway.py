@@ -27,7 +27,15 @@ from typing import Any
 import requests
 from jira import JIRA, JIRAError
 
-from adapters.jira.parse import JiraPayloadError, Json, ProjectTypes, issue_snapshot, project_of, status_category
+from adapters.jira.parse import (
+    JiraPayloadError,
+    Json,
+    ProjectTypes,
+    account_ids,
+    issue_snapshot,
+    project_of,
+    status_category,
+)
 from adapters.jira.settings import Deployment, JiraSettings
 from adapters.jira.wiki import html_to_wiki
 from integration.model import (
@@ -276,7 +284,7 @@ class JiraGateway:
             return frozenset({self.settings.bot_account})
         if self._own is None:
             me = _json(self.call("myself", "GET", self.api_url("myself")), "myself")
-            self._own = frozenset(i for i in (me.opt_text("accountId"), me.opt_text("name"), me.opt_text("key")) if i)
+            self._own = account_ids(me)
         return self._own
 
     def field_ids(self, name: str) -> frozenset[str]:
@@ -530,8 +538,7 @@ class JiraGateway:
 
     def _is_own(self, comment: Json) -> bool:
         author = comment.opt_obj("author")
-        ids = {author.opt_text(k) for k in ("accountId", "name", "key")} if author else set()
-        return bool(ids & self.own_accounts())
+        return author is not None and bool(account_ids(author) & self.own_accounts())
 
     def _request_comment_body(self, ref: str, comment: PublicReply | InternalNote) -> str | None:
         """The text a part is posted with when it is a request comment (marked apart), else None."""

@@ -329,6 +329,11 @@ def _label_set(text: str | None) -> frozenset[str]:
     return frozenset((text or "").split())
 
 
+def account_ids(user: Json) -> frozenset[str]:
+    """A Jira user's ids: the accountId (Cloud), the name and the key (Data Center)."""
+    return frozenset(i for i in (user.opt_text(k) for k in ("accountId", "name", "key")) if i)
+
+
 def no_fields(name: str) -> frozenset[str]:
     """No field ids for any name (a site whose field list is not read: dry runs, tests)."""
     return frozenset()
@@ -345,8 +350,7 @@ class _Context:
     def is_own(self, user: Json | None) -> bool:
         if user is None or not self.own_accounts:
             return False
-        ids = {user.opt_text("accountId"), user.opt_text("name"), user.opt_text("key")}
-        return bool(ids & self.own_accounts)
+        return bool(account_ids(user) & self.own_accounts)
 
     def out_of_scope(self, issue: Json) -> Ignored | None:
         project, _ = project_of(issue)
