@@ -587,17 +587,26 @@ def test_a_late_older_delivery_does_not_undo_a_newer_state(site: Site) -> None:
     assert escalation is not None and escalation.state is State.CANCELLED
 
 
-def test_a_retry_after_a_failure_never_posts_a_comment_twice(site: Site) -> None:
+def answer_lr5_with_one_failure(site: Site, *, fails: str) -> None:
+    """Answers to LR5's writes on KEY; the call `fails` ("note" or "mark") answers 503 once (Jira is overloaded)."""
+    busy = {"errorMessages": ["Service unavailable"]}
     site.sla(KEY, "servicedeskapi_request_sla_within.json")
     site.rsps.put(site.api(f"issue/{KEY}"), status=204)
     site.rsps.post(site.sd(f"request/{KEY}/comment"), status=201,
                    json=fixture("servicedeskapi_request_comment_added.json"))  # fmt: skip
+    if fails == "mark":
+        site.rsps.put(site.api("comment/10101/properties/tierup.key"), status=503, json=busy)
     site.rsps.put(site.api("comment/10101/properties/tierup.key"), status=201)
-    # The internal note fails the first time (Jira is overloaded), then works.
-    site.rsps.post(site.api(f"issue/{KEY}/comment"), status=503, json={"errorMessages": ["Service unavailable"]})
+    if fails == "note":
+        site.rsps.post(site.api(f"issue/{KEY}/comment"), status=503, json=busy)
     site.rsps.post(site.api(f"issue/{KEY}/comment"), status=201, json=fixture("rest_api2_comment_added.json"))
     site.rsps.get(site.api(f"issue/{KEY}/transitions"), json=fixture("rest_api2_issue_transitions.json"))
     site.rsps.post(site.api(f"issue/{KEY}/transitions"), status=204)
+
+
+def test_a_retry_after_a_failure_never_posts_a_comment_twice(site: Site) -> None:
+    # The internal note fails the first time, then works.
+    answer_lr5_with_one_failure(site, fails="note")
     run = Run("lead-review")
 
     with pytest.raises(TransientError):
@@ -619,16 +628,8 @@ def test_a_retry_after_a_failure_never_posts_a_comment_twice(site: Site) -> None
 
 
 def test_a_reply_whose_mark_never_landed_is_marked_on_the_retry_not_posted_again(site: Site) -> None:
-    site.sla(KEY, "servicedeskapi_request_sla_within.json")
-    site.rsps.put(site.api(f"issue/{KEY}"), status=204)
-    site.rsps.post(site.sd(f"request/{KEY}/comment"), status=201,
-                   json=fixture("servicedeskapi_request_comment_added.json"))  # fmt: skip
-    # The customer's reply is posted, then marking it fails: Jira is overloaded.
-    site.rsps.put(site.api("comment/10101/properties/tierup.key"), status=503, json={"errorMessages": ["Busy"]})
-    site.rsps.put(site.api("comment/10101/properties/tierup.key"), status=201)
-    site.rsps.post(site.api(f"issue/{KEY}/comment"), status=201, json=fixture("rest_api2_comment_added.json"))
-    site.rsps.get(site.api(f"issue/{KEY}/transitions"), json=fixture("rest_api2_issue_transitions.json"))
-    site.rsps.post(site.api(f"issue/{KEY}/transitions"), status=204)
+    # The customer's reply is posted, then marking it fails the first time.
+    answer_lr5_with_one_failure(site, fails="mark")
     run = Run("lead-review")
 
     with pytest.raises(TransientError):

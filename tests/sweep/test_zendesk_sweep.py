@@ -267,23 +267,32 @@ def test_a_page_read_again_recognises_the_breaches_it_already_handled(
     assert [len(storage.escalations.history(Platform.ZENDESK, r)) for r in ("101", "102")] == [1, 1]
 
 
-def ahead_events(ahead: datetime) -> list[dict[str, Any]]:
-    return [
+AHEAD = NOW + timedelta(hours=2)  # when ticket 202's target will be missed, unless met first
+
+
+def sweep_with_a_breach_ahead(storage: SweepStorage, zendesk: ZendeskSweepApi, sleeps: Sleeps) -> SweepReport:
+    """A sweep at NOW of a page with 201's breach in the past and 202's dated AHEAD."""
+    zendesk.events = [
         metric_event(7001, 201, "activate", T0),
         metric_event(7002, 201, "breach", T0 + timedelta(minutes=5)),
         metric_event(7003, 202, "activate", T0 + timedelta(minutes=10)),
-        metric_event(7004, 202, "breach", ahead),  # when 202's target will be missed, unless met first
+        metric_event(7004, 202, "breach", AHEAD),
     ]
+    zendesk.open_tickets([201, 202])
+    _, source = make_source(sleeps)
+    return sweep(storage, source, sleeps, since=T0)
+
+
+def sweep_again_once_due(storage: SweepStorage, sleeps: Sleeps) -> SweepReport:
+    later = AHEAD + timedelta(minutes=2)
+    _, source = make_source(sleeps, clock=lambda: later)
+    return sweep(storage, source, sleeps, clock=lambda: later)
 
 
 def test_a_breach_dated_after_now_is_escalated_once_it_is_due(
     storage: SweepStorage, zendesk: ZendeskSweepApi, sleeps: Sleeps
 ) -> None:
-    ahead = NOW + timedelta(hours=2)
-    zendesk.events = ahead_events(ahead)
-    zendesk.open_tickets([201, 202])
-    _, source = make_source(sleeps)
-    report = sweep(storage, source, sleeps, since=T0)
+    report = sweep_with_a_breach_ahead(storage, zendesk, sleeps)
 
     assert escalated_transitions(storage, "201") == 1
     assert storage.escalations.load(Platform.ZENDESK, "202") is None  # not breached yet
@@ -291,9 +300,7 @@ def test_a_breach_dated_after_now_is_escalated_once_it_is_due(
     assert (report.breaches, report.tickets_escalated) == (1, 1)
     assert storage.cursors.get(Platform.ZENDESK, CURSOR_NAME) == str(epoch(NOW))  # never past now
 
-    later = ahead + timedelta(minutes=2)
-    _, source = make_source(sleeps, clock=lambda: later)
-    again = sweep(storage, source, sleeps, clock=lambda: later)
+    again = sweep_again_once_due(storage, sleeps)
     assert zendesk.export_starts()[-1] == epoch(NOW)
     assert escalated_transitions(storage, "202") == 1
     assert escalated_transitions(storage, "201") == 1
@@ -303,18 +310,12 @@ def test_a_breach_dated_after_now_is_escalated_once_it_is_due(
 def test_a_breach_dated_after_now_that_zendesk_deletes_is_never_escalated(
     storage: SweepStorage, zendesk: ZendeskSweepApi, sleeps: Sleeps
 ) -> None:
-    ahead = NOW + timedelta(hours=2)
-    zendesk.events = ahead_events(ahead)
-    zendesk.open_tickets([201, 202])
-    _, source = make_source(sleeps)
-    sweep(storage, source, sleeps, since=T0)
+    sweep_with_a_breach_ahead(storage, zendesk, sleeps)
 
     # The agent replies in time: Zendesk fulfils the target and deletes the breach it had dated ahead.
     zendesk.events[3]["deleted"] = True
     zendesk.events.insert(3, metric_event(7005, 202, "fulfill", NOW + timedelta(hours=1)))
-    later = ahead + timedelta(minutes=2)
-    _, source = make_source(sleeps, clock=lambda: later)
-    again = sweep(storage, source, sleeps, clock=lambda: later)
+    again = sweep_again_once_due(storage, sleeps)
     assert storage.escalations.load(Platform.ZENDESK, "202") is None
     assert (again.breaches, again.tickets_escalated) == (0, 0)
 
