@@ -54,9 +54,11 @@ def cmd_uninstall_jira(args: argparse.Namespace) -> int:
     """Delete the webhook(s) Tierup registered in Jira; other webhooks stay."""
     gateway, core, _ = _gateway(load_env(ENV_FILE))
     try:
-        removed = uninstall(gateway, core.public_url, dry_run=args.dry_run)
+        removed, notes = uninstall(gateway, core.public_url, dry_run=args.dry_run)
     except GatewayError as exc:
         raise CommandError(f"Jira: {exc}") from None
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} webhook {', '.join(removed)}" if removed else "no Tierup webhook is registered in Jira")
+    for note in notes:
+        print(f"note: {note}")
     return 0

@@ -3,8 +3,9 @@
 The webhook (`/rest/webhooks/1.0/webhook`) points at TIERUP_PUBLIC_URL + /webhooks/jira,
 listens to issue created / updated and comment created, is filtered to JIRA_PROJECTS by
 JQL, and signs with a secret that is generated here and stored as JIRA_WEBHOOK_SECRET in
-`.env`, where the service reads it. Ours is recognised by its URL or its name, so a second
-run updates it (or changes nothing) instead of adding another.
+`.env`, where the service reads it. Ours is recognised by its URL (a second run updates it
+or changes nothing, instead of adding another); one of the same name that sends elsewhere,
+another Tierup's or this one's old address, is reported and left alone.
 
 Checks (reads only): the configured custom fields exist and have the right type, the
 policy's groups exist, the mapped priorities exist, each project's workflow has the
@@ -169,11 +170,10 @@ def _webhook_id(hook: Json) -> str | None:
     return self_url.rstrip("/").rsplit("/", 1)[-1] if self_url else None
 
 
-def _is_ours(hook: Json, endpoint: str) -> bool:
+def _sends_here(hook: Json, endpoint: str) -> bool:
+    """True for a webhook delivering to this Tierup's endpoint (its URL token aside)."""
     url = hook.opt_text("url") or ""
-    return hook.opt_text("name") == WEBHOOK_NAME or urlsplit(url)._replace(query="") == urlsplit(endpoint)._replace(
-        query=""
-    )
+    return urlsplit(url)._replace(query="") == urlsplit(endpoint)._replace(query="")
 
 
 def _refuse_new_webhook_resource(gateway: JiraGateway, manual: str) -> None:
@@ -194,10 +194,26 @@ def _refuse_new_webhook_resource(gateway: JiraGateway, manual: str) -> None:
         )
 
 
-def _ours(gateway: JiraGateway, endpoint: str) -> list[Json]:
+def _webhooks(gateway: JiraGateway, endpoint: str) -> tuple[list[Json], list[Json]]:
+    """This Tierup's webhooks (those sending to its endpoint), and the others named like them.
+
+    A webhook is this Tierup's by where it sends, never by its name alone: a second Tierup on
+    the same site (staging, say, on a test project) registers one of the same name, and
+    install or uninstall here must not redirect or delete it.
+    """
     answer = gateway.call("list webhooks", "GET", f"{gateway.settings.url}/rest/webhooks/1.0/webhook")
-    hooks = answer if isinstance(answer, list) else []
-    return [Json.root(h, "webhook") for h in hooks if isinstance(h, Mapping) and _is_ours(Json.root(h), endpoint)]
+    hooks = [Json.root(h, "webhook") for h in answer if isinstance(h, Mapping)] if isinstance(answer, list) else []
+    ours = [h for h in hooks if _sends_here(h, endpoint)]
+    namesakes = [h for h in hooks if h.opt_text("name") == WEBHOOK_NAME and not _sends_here(h, endpoint)]
+    return ours, namesakes
+
+
+def _namesake_note(hook: Json) -> str:
+    return (
+        f'webhook {_webhook_id(hook)}, also named "{WEBHOOK_NAME}", sends to {_shown(hook.opt_text("url") or "")}, '
+        "not here, and is left as it is: if it is this Tierup's old address, remove it in Jira (Administration > "
+        "System > WebHooks)"
+    )
 
 
 def plan_install(
@@ -239,7 +255,8 @@ def plan_install(
         )
     if not settings.webhook_secrets:
         plan.store["JIRA_WEBHOOK_SECRET"] = secret
-    existing = _ours(gateway, endpoint)
+    existing, namesakes = _webhooks(gateway, endpoint)
+    plan.notes += [_namesake_note(h) for h in namesakes]
     if existing:
         hook = existing[0]
         plan.webhook_id = _webhook_id(hook)
@@ -473,17 +490,18 @@ def _shown(url: str) -> str:
     return parts._replace(query=f"{URL_TOKEN_PARAMETER}=***").geturl() if parts.query else url
 
 
-def uninstall(gateway: JiraGateway, public_url: str | None, *, dry_run: bool) -> list[str]:
-    """Delete the webhooks Tierup registered (by URL or name), leaving every other one; the ids removed."""
+def uninstall(gateway: JiraGateway, public_url: str | None, *, dry_run: bool) -> tuple[list[str], list[str]]:
+    """Delete the webhooks sending to this Tierup, leaving every other one; the ids removed, and notes."""
     if not public_url:
         raise ConfigError("TIERUP_PUBLIC_URL is not set (environment or .env): it identifies Tierup's webhook")
     _refuse_new_webhook_resource(gateway, "remove Tierup's webhook by hand (Administration > System > WebHooks)")
     removed = []
-    for hook in _ours(gateway, endpoint_for(public_url, gateway.settings)):
+    ours, namesakes = _webhooks(gateway, endpoint_for(public_url, gateway.settings))
+    for hook in ours:
         hook_id = _webhook_id(hook)
         if hook_id is None:
             continue
         if not dry_run:
             gateway.call("delete webhook", "DELETE", f"{gateway.settings.url}/rest/webhooks/1.0/webhook/{hook_id}")
         removed.append(hook_id)
-    return removed
+    return removed, [_namesake_note(h) for h in namesakes]

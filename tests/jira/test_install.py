@@ -255,6 +255,35 @@ def test_uninstall_deletes_only_ours(here: Path, capsys: pytest.CaptureFixture[s
     assert "no Tierup webhook is registered in Jira" in out
 
 
+def staging_hook() -> dict[str, Any]:
+    """Another Tierup's webhook on the same site: same name, its own address (with its URL token)."""
+    (_, ours) = fixture("rest_webhooks_list_with_ours.json")
+    return {**ours, "url": "https://tierup-staging.example.org/webhooks/jira?token=staging-url-token",
+            "filters": {"issue-related-events-section": "project in (TEST)"},
+            "self": f"{HOOKS}/9"}  # fmt: skip
+
+
+def test_a_webhook_of_the_same_name_sending_elsewhere_is_left_alone(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        jira = Jira(rsps, [*fixture("rest_webhooks_list_others.json"), staging_hook()])
+        assert main(["install", "jira"]) == 0
+        assert jira.writes() == [("POST", "/rest/webhooks/1.0/webhook")]  # ours made; staging's not redirected
+        assert jira.hooks[-2] == staging_hook()
+        created = jira.hooks[-1]
+        assert created["url"] == f"{PUBLIC}/webhooks/jira"
+        rsps.calls.reset()
+        assert main(["uninstall", "jira"]) == 0
+        assert jira.writes() == [("DELETE", urlsplit(created["self"]).path)]
+        assert jira.hooks[-1] == staging_hook()  # still there, still sending to staging
+    out = capsys.readouterr().out
+    staging = "https://tierup-staging.example.org/webhooks/jira"
+    assert f'webhook 9, also named "Tierup escalations", sends to {staging}' in out
+    assert out.count("is left as it is") == 2  # said by install and by uninstall
+    assert "staging-url-token" not in out  # another Tierup's URL token is a credential too
+
+
 def test_missing_fields_are_reported_precisely(here: Path, jira: Jira, capsys: pytest.CaptureFixture[str]) -> None:
     env = {k: v for k, v in INSTALL_ENV.items() if k not in ("JIRA_FIELD_LEAD_GROUP", "JIRA_FIELD_RATIONALE")}
     env["JIRA_FIELD_FIRST_CONTACT_DUE"] = "customfield_10102"  # a text field, not a date-time
