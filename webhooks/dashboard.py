@@ -119,10 +119,18 @@ def _login_redirect() -> ResponseReturnValue:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only back to a page of this site: never an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Back to the dashboard page the lead asked for; anything else goes to the overview.
+
+    Only a dashboard path, and only printable characters without spaces: browsers drop tabs
+    and line breaks from a URL, so "/<tab>/evil.example" would leave the site as "//evil.example",
+    and a line break in a Location header is no header at all.
+    """
+    if target and _DASHBOARD_PATH.fullmatch(target):
         return target
     return url_for("dashboard.overview")
+
+
+_DASHBOARD_PATH = re.compile(r"/dashboard(?:[/?][!-~]*)?", re.ASCII)
 
 
 @blueprint.route("/dashboard/login", methods=["GET", "POST"])

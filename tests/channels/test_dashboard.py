@@ -95,11 +95,24 @@ def test_login_logout_and_back_where_you_were(client: FlaskClient) -> None:
     assert client.get("/dashboard").status_code == 302
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
+OFF_SITE = [
+    "//evil.example/x", "https://evil.example/", "/\\evil.example",
+    "/\t/evil.example", "/\n/evil.example", " //evil.example", "/dashboard\r\nSet-Cookie: x=1", "/escalate",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
 def test_the_login_never_redirects_off_site(client: FlaskClient, target: str) -> None:
     page = client.get("/dashboard/login")
     response = client.post("/dashboard/login", data={"csrf_token": csrf_of(page), "token": ADMIN_TOKEN, "next": target})
-    assert response.headers["Location"] == "/dashboard"
+    assert response.headers["Location"] == "/dashboard"  # browsers drop the tab or line break: "//evil.example"
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_a_logged_in_lead_is_never_sent_off_site_either(client: FlaskClient, target: str) -> None:
+    login(client)
+    response = client.get("/dashboard/login", query_string={"next": target})
+    assert (response.status_code, response.headers["Location"]) == (302, "/dashboard")
 
 
 def test_a_new_admin_token_ends_the_old_sessions(make_runtime: MakeRuntime, runtime: Runtime) -> None:
