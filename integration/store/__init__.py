@@ -95,6 +95,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; elsewhere the ids are 64-bit.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ROW_ID = 2**63 - 1  # both are signed 64-bit: a larger id names no row, and the drivers refuse it
 
 
 class Base(DeclarativeBase):
@@ -600,6 +601,8 @@ class Inbox:
         }
 
     def get(self, id: int) -> StoredDelivery | None:
+        if not 0 < id <= MAX_ROW_ID:
+            return None
         with self.db.transaction() as session:
             row = session.get(DeliveryRow, id)
             return _stored(row) if row else None
@@ -708,7 +711,7 @@ class Inbox:
 
     def requeue(self, ids: Iterable[int] = (), *, failed: bool = False, now: datetime) -> list[int]:
         """Put deliveries back on the queue (`tierup redrive`): the given ids, or every failed one."""
-        wanted = list(ids)
+        wanted = [i for i in ids if 0 < i <= MAX_ROW_ID]
         with self.db.transaction() as session:
             query = select(DeliveryRow.id).order_by(DeliveryRow.id)
             if failed:
@@ -1105,6 +1108,8 @@ class EscalationQueries:
 
     def get(self, id: int) -> StoredEscalation | None:
         """One escalation by row id, or None."""
+        if not 0 < id <= MAX_ROW_ID:
+            return None  # an id from a URL: no such row, and SQLite would overflow on it
         with self.db.transaction() as session:
             row = session.get(EscalationRow, id)
             return _stored_escalation(row) if row else None

@@ -214,6 +214,7 @@ def test_the_details_page_shows_the_audit_trail(client: FlaskClient, runtime: Ru
     assert "Reason: wrong ticket resolution Rationale:" in text  # line breaks in a note stay apart
     assert "Delivery d-1" in text
     assert client.get("/dashboard/escalations/999").status_code == 404
+    assert client.get(f"/dashboard/escalations/{2**63}").status_code == 404  # past any row id: not a 500
 
 
 def test_dry_run_transitions_say_so(client: FlaskClient, runtime: Runtime,
@@ -269,8 +270,9 @@ def test_the_api_gives_one_escalation_with_its_history(client: FlaskClient, runt
     [step] = data["history"]
     assert (step["rule"], step["from_state"], step["to_state"], step["dry_run"]) == ("SD5", None, "escalated", False)
     assert step["actions"][0] == {"kind": "add_tags", "tags": ["escalated"]}
-    missing = client.get("/api/escalations/999", headers=BEARER)
-    assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
+    for missing_id in (999, 2**63, 10**30):
+        missing = client.get(f"/api/escalations/{missing_id}", headers=BEARER)
+        assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
 
 
 @pytest.mark.parametrize("query", ["platform=email", "state=resolved", "state=bogus"])

@@ -136,6 +136,13 @@ def test_redrive_one_delivery_runs_it_again(history: SignedAdapter, capsys: pyte
     runtime.close()
 
 
+def test_redrive_of_ids_that_name_no_delivery_says_so(
+    history: SignedAdapter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["redrive", "999", str(2**63)]) == 2  # past any row id: told, not a traceback
+    assert capsys.readouterr().err.strip() == f"tierup: redrive: no delivery with id 999, {2**63}"
+
+
 def test_redrive_failed(history: SignedAdapter, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["redrive", "--failed"]) == 0
     assert capsys.readouterr().out.strip() == "requeued 1 delivery: 3"
