@@ -46,6 +46,9 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+MIN_ADMIN_TOKEN = 16
+
+
 @dataclass(frozen=True, slots=True)
 class CoreSettings:
     policy: str = "lead-review"
@@ -61,12 +64,16 @@ class CoreSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CoreSettings:
+        admin_token = env.get("TIERUP_ADMIN_TOKEN") or None
+        if admin_token is not None and len(admin_token.strip()) < MIN_ADMIN_TOKEN:
+            # It opens the dashboard and the API to whoever sends it: it must not be guessable.
+            raise ConfigError(f"TIERUP_ADMIN_TOKEN is too short: use at least {MIN_ADMIN_TOKEN} random characters")
         return cls(
             policy=env.get("TIERUP_POLICY") or "lead-review",
             public_url=(env.get("TIERUP_PUBLIC_URL") or None),
             database_url=env.get("DATABASE_URL") or "sqlite:///tierup.db",
             redis_url=env.get("REDIS_URL") or None,
-            admin_token=env.get("TIERUP_ADMIN_TOKEN") or None,
+            admin_token=admin_token,
             max_body_bytes=_int(env, "TIERUP_MAX_BODY_BYTES", 1024 * 1024),
             signature_tolerance_seconds=_int(env, "TIERUP_SIGNATURE_TOLERANCE", 300),
             sweep_interval_seconds=_int(env, "TIERUP_SWEEP_INTERVAL", 300),

@@ -99,8 +99,19 @@ def _dashboard_gate() -> ResponseReturnValue | None:
 def _api_gate() -> ResponseReturnValue | None:
     if _switched_on() is None:
         return jsonify(error="not_found", detail="the dashboard API is off (TIERUP_ADMIN_TOKEN is not set)"), 404
-    if bearer_ok() or (current_app.secret_key and logged_in()):
+    if current_app.secret_key and logged_in():
         return None
+    if "Authorization" in request.headers:
+        # A token guessed here counts against the login form's limit, per client: the same secret.
+        config, _, _ = _config()
+        limits, keys, now = RateLimits(config.inbox.db), [f"login-ip:{client_address()}"], config.clock()
+        wait = limits.waiting(keys, limit=LOGIN_LIMIT, window=RATE_WINDOW, now=now)
+        if wait is not None:
+            return jsonify(error="rate_limited", detail="too many refused tokens; wait"), 429, retry_after(wait)
+        if bearer_ok():
+            return None
+        log.warning("dashboard API token refused from %s", client_address())
+        limits.acquire(keys, limit=LOGIN_LIMIT, window=RATE_WINDOW, now=now)
     return (
         jsonify(error="unauthorized", detail="send Authorization: Bearer <TIERUP_ADMIN_TOKEN>"),
         401,

@@ -1019,6 +1019,18 @@ class RateLimits:
         # Hashed: the table says how often someone tried, not who (addresses are personal data).
         return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
+    def waiting(self, keys: Iterable[str], *, limit: int, window: timedelta, now: datetime) -> float | None:
+        """The seconds to wait when one of `keys` is at `limit` within `window`, else None; counts nothing."""
+        buckets = sorted({self.bucket(k) for k in keys})
+        with self.db.transaction() as session:
+            counts = session.execute(
+                select(func.count(), func.min(RateLimitHitRow.at))
+                .where(RateLimitHitRow.bucket.in_(buckets), RateLimitHitRow.at > now - window)
+                .group_by(RateLimitHitRow.bucket)
+            ).all()
+        waits = [(oldest + window - now).total_seconds() for n, oldest in counts if n >= limit]
+        return max(1.0, *waits) if waits else None
+
     def acquire(self, keys: Iterable[str], *, limit: int, window: timedelta, now: datetime) -> float | None:
         """Count one attempt on every key, unless one is at `limit` within `window`: then the seconds to wait."""
         if window > MAX_RATE_WINDOW:

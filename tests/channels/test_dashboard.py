@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from integration.cli.ops import Runtime
+from integration.config import ConfigError
 from integration.model import Command, Person, Platform, State
 from integration.service import DryRunGateway, handle_event
 from tests.channels.conftest import ADMIN_TOKEN, MakeRuntime, csrf_of, login, submit
@@ -128,6 +129,26 @@ def test_a_new_admin_token_ends_the_old_sessions(make_runtime: MakeRuntime, runt
 def test_login_attempts_are_limited_per_client(client: FlaskClient) -> None:
     codes = [login(client, f"guess-{i}").status_code for i in range(31)]
     assert codes[:30] == [401] * 30 and codes[30] == 429
+
+
+def test_api_tokens_guessed_count_against_the_same_limit(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    def api(token: str) -> int:
+        return client.get("/api/escalations", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert [api(ADMIN_TOKEN) for _ in range(40)] == [200] * 40  # a right token is never counted
+    with caplog.at_level("WARNING", logger="tierup.webhooks.dashboard"):
+        codes = [api(f"guess-{i}") for i in range(20)] + [login(client, f"guess-{i}").status_code for i in range(10)]
+    assert codes == [401] * 30
+    assert sum("token refused" in r.getMessage() for r in caplog.records) == 20
+    assert api("guess-31") == 429 and login(client, "guess-31").status_code == 429
+    assert api(ADMIN_TOKEN) == 429  # once over the limit, no token is even compared
+    response = client.get("/api/escalations", headers=BEARER)
+    assert int(response.headers["Retry-After"]) > 0 and response.get_json()["error"] == "rate_limited"
+
+
+def test_a_short_admin_token_is_refused_at_start(make_runtime: MakeRuntime) -> None:
+    with pytest.raises(ConfigError, match="TIERUP_ADMIN_TOKEN is too short: use at least 16 random characters"):
+        make_runtime(SignedAdapter(), TIERUP_ADMIN_TOKEN="1")
 
 
 # --- what it shows -----------------------------------------------------------------------------------
