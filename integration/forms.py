@@ -28,8 +28,9 @@ MAX_EMAIL = 254  # RFC 5321's limit on a forward path
 MAX_RATIONALE = 2000
 MAX_CONTACT = 200
 
-_ZENDESK_NUMBER = re.compile(r"#?\s*(\d{1,12})")
-_JIRA_KEY = re.compile(r"([A-Z][A-Z0-9_]{1,9}-\d{1,9})")
+# ASCII digits only: str.isdigit() takes "٣٤٥" too, which no helpdesk numbers a ticket with.
+_ZENDESK_NUMBER = re.compile(r"#?\s*(\d{1,12})", re.ASCII)
+_JIRA_KEY = re.compile(r"([A-Z][A-Z0-9_]{1,9}-\d{1,9})", re.ASCII)
 _EMAIL = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\".]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 

@@ -11,10 +11,10 @@ from integration.policy import REASON_LABELS
 # Zendesk numbers: "#12345", "ticket 12345", "ticket #12345", "request no. 12345", "case: 12345".
 _NUMBER = re.compile(
     r"(?:#\s?(\d{1,12})\b)|(?:\b(?:ticket|request|case|incident)(?:\s+(?:no\.?|number|num\.?|id))?\s*[:#]?\s*#?(\d{1,12})\b)",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,  # ASCII digits: "#٣٤٥" names no ticket
 )
 # Jira keys: "ABC-123" (project keys start with a letter, 2-10 characters).
-_KEY = re.compile(r"\b([A-Z][A-Z0-9_]{1,9}-\d{1,9})\b")
+_KEY = re.compile(r"\b([A-Z][A-Z0-9_]{1,9}-\d{1,9})\b", re.ASCII)
 
 
 def find_ticket_reference(

@@ -102,6 +102,8 @@ def test_a_body_that_is_not_json_is_a_payload_error(body: bytes) -> None:
         (Platform.ZENDESK, "4016a", None),
         (Platform.ZENDESK, "", None),
         (Platform.ZENDESK, "1" * 13, None),
+        (Platform.ZENDESK, "\u0663\u0664\u0665", None),  # digits, but not ASCII: the API would get tickets/٣٤٥
+        (Platform.JIRA, "SUP-\u0663", None),
         (Platform.JIRA, "sup-12", "SUP-12"),
         (Platform.JIRA, "12", None),
         (Platform.JIRA, "<script>", None),

@@ -18,6 +18,7 @@ from integration.references import find_ticket_reference
         ("Urgent!!!", "Nothing works since this morning.", None),
         ("Escalate #12 please", "see ticket 34", "12"),  # the subject wins
         ("Meeting at 10:30", "Call me on 0161 496 0000", None),  # bare numbers are not tickets
+        ("Escalate ticket #\u0663\u0664\u0665", "", None),  # Arabic-Indic digits: no ticket is numbered so
     ],
 )
 def test_zendesk_numbers(subject: str, body: str | None, expected: str | None) -> None:
@@ -31,6 +32,7 @@ def test_zendesk_numbers(subject: str, body: str | None, expected: str | None) -
         ("Please escalate", "Issue HELP-42 has been open for a week", "HELP-42"),
         ("no key here", "ticket 123", None),
         ("lowercase sup-123 is not a key", "", None),
+        ("Escalate SUP-\u0663", "", None),
     ],
 )
 def test_jira_keys(subject: str, body: str, expected: str | None) -> None:
