@@ -12,6 +12,7 @@ from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from integration.config import ConfigError, CoreSettings
 from integration.intake import Intake
@@ -29,11 +30,15 @@ log = logging.getLogger("tierup.webhooks")
 
 @dataclass(frozen=True, slots=True)
 class ChannelSettings:
-    """TIERUP_FORM_PLATFORM, TIERUP_SECRET_KEY and TIERUP_FORM_RATE_LIMIT."""
+    """TIERUP_FORM_PLATFORM, TIERUP_SECRET_KEY, TIERUP_FORM_RATE_LIMIT and TIERUP_TRUSTED_PROXIES."""
 
     form_platform: Platform | None = None  # None: the one configured platform, Zendesk when both
     secret_key: str | None = None  # None: generated once and kept in the database
     form_rate_limit: int = 5  # form submissions per hour, per email address and per client IP
+    # Reverse proxies in front of the service whose X-Forwarded-For / -Proto are believed: 0
+    # believes none (a client could write any address there); behind one proxy, set 1, or
+    # every client is the proxy's address to the per-client limits.
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ChannelSettings:
@@ -47,10 +52,14 @@ class ChannelSettings:
         secret = (env.get("TIERUP_SECRET_KEY") or "").strip()
         if secret and len(secret) < 16:
             raise ConfigError("TIERUP_SECRET_KEY is too short: use at least 16 random characters")
+        raw_proxies = (env.get("TIERUP_TRUSTED_PROXIES") or "").strip()
+        if raw_proxies and not (raw_proxies.isdigit() and raw_proxies.isascii() and int(raw_proxies) <= 10):
+            raise ConfigError(f"TIERUP_TRUSTED_PROXIES is the number of proxies in front (0-10), got {raw_proxies!r}")
         return cls(
             form_platform=Platform(platform) if platform else None,
             secret_key=secret or None,
             form_rate_limit=int(raw_limit) if raw_limit else 5,
+            trusted_proxies=int(raw_proxies) if raw_proxies else 0,
         )
 
 
@@ -99,6 +108,10 @@ def create_app(config: WebConfig) -> Flask:
     # Werkzeug caps the read of a body sent without Content-Length (chunked) at this, but
     # silently: one byte over the limit lets the receiver see that the body was longer.
     app.config["MAX_CONTENT_LENGTH"] = config.settings.max_body_bytes + 1
+    if config.channels.trusted_proxies:
+        # The client's address and scheme as the trusted proxies saw them (the per-client limits, logs).
+        proxies = config.channels.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     app.register_blueprint(receive.blueprint)
     _register_pages(app, config)
     return app

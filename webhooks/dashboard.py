@@ -33,6 +33,7 @@ from webhooks.app import WebConfig, web_config
 from webhooks.escalate import (
     RATE_WINDOW,
     client_address,
+    client_key,
     csrf_ok,
     csrf_token,
     message_page,
@@ -104,7 +105,7 @@ def _api_gate() -> ResponseReturnValue | None:
     if "Authorization" in request.headers:
         # A token guessed here counts against the login form's limit, per client: the same secret.
         config, _, _ = _config()
-        limits, keys, now = RateLimits(config.inbox.db), [f"login-ip:{client_address()}"], config.clock()
+        limits, keys, now = RateLimits(config.inbox.db), [f"login-ip:{client_key()}"], config.clock()
         wait = limits.waiting(keys, limit=LOGIN_LIMIT, window=RATE_WINDOW, now=now)
         if wait is not None:
             return jsonify(error="rate_limited", detail="too many refused tokens; wait"), 429, retry_after(wait)
@@ -158,7 +159,7 @@ def login() -> ResponseReturnValue:
                             link=(url_for("dashboard.login"), "Open the login form"))  # fmt: skip
     config, _, _ = _config()
     wait = RateLimits(config.inbox.db).acquire(
-        [f"login-ip:{client_address()}"], limit=LOGIN_LIMIT, window=RATE_WINDOW, now=config.clock()
+        [f"login-ip:{client_key()}"], limit=LOGIN_LIMIT, window=RATE_WINDOW, now=config.clock()
     )
     if wait is not None:
         return message_page(429, "Too many attempts", "Too many login attempts. Please wait before trying again.",

@@ -11,6 +11,7 @@ webhooks.dashboard.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import math
 import secrets
@@ -175,8 +176,21 @@ def sessions_ready() -> Response | None:
 
 
 def client_address() -> str:
-    """The client's IP as the server saw it (put the service behind a proxy that sets it correctly)."""
+    """The client's IP: as the server saw it, or as the trusted proxies did (TIERUP_TRUSTED_PROXIES)."""
     return request.remote_addr or "unknown"
+
+
+def client_key() -> str:
+    """Who a per-client limit counts: the IPv4 address, or the IPv6 /64 (one host may hold all of one)."""
+    address = client_address()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped  # ::ffff:192.0.2.1 is that IPv4 client
+        return str(mapped) if mapped else str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def retry_after(seconds: float) -> dict[str, str]:
@@ -286,7 +300,7 @@ def submit_form() -> ResponseReturnValue:
     assert ticket is not None and email is not None  # checked by _read
     now = config.clock()
     limits = RateLimits(config.inbox.db)
-    keys = (f"form-email:{email.lower()}", f"form-ip:{client_address()}")
+    keys = (f"form-email:{email.lower()}", f"form-ip:{client_key()}")
     wait = limits.acquire(keys, limit=config.channels.form_rate_limit, window=RATE_WINDOW, now=now)
     if wait is not None:
         log.info("form: rate limit reached; retry in %.0fs", wait)

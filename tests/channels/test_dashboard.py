@@ -146,6 +146,31 @@ def test_api_tokens_guessed_count_against_the_same_limit(client: FlaskClient, ca
     assert int(response.headers["Retry-After"]) > 0 and response.get_json()["error"] == "rate_limited"
 
 
+def test_behind_a_proxy_clients_are_told_apart_only_when_it_is_trusted(
+    make_runtime: MakeRuntime, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    def attempt(client: FlaskClient, token: str, forwarded_for: str) -> int:
+        proxy = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": forwarded_for}
+        page = client.get("/dashboard/login", environ_base=proxy)
+        data = {"csrf_token": csrf_of(page), "token": token}
+        return client.post("/dashboard/login", data=data, environ_base=proxy).status_code
+
+    # Not trusted (the default): the header is anyone's to write, so every client is the proxy.
+    untrusted = runtime.create_app().test_client()
+    assert [attempt(untrusted, f"guess-{i}", f"203.0.113.{i}") for i in range(30)] == [401] * 30
+    assert attempt(untrusted, ADMIN_TOKEN, "198.51.100.10") == 429
+
+    # One trusted proxy: a guesser at 203.0.113.66 no longer locks the lead at 198.51.100.10 out.
+    behind = make_runtime(SignedAdapter(), TIERUP_TRUSTED_PROXIES="1").create_app().test_client()
+    with caplog.at_level("INFO", logger="tierup.webhooks.dashboard"):
+        assert [attempt(behind, f"guess-{i}", "203.0.113.66") for i in range(31)] == [401] * 30 + [429]
+        assert attempt(behind, ADMIN_TOKEN, "198.51.100.10") == 302
+    assert "dashboard login from 198.51.100.10" in caplog.text
+
+    with pytest.raises(ConfigError, match="TIERUP_TRUSTED_PROXIES"):
+        make_runtime(SignedAdapter(), TIERUP_TRUSTED_PROXIES="yes").create_app()
+
+
 def test_a_short_admin_token_is_refused_at_start(make_runtime: MakeRuntime) -> None:
     with pytest.raises(ConfigError, match="TIERUP_ADMIN_TOKEN is too short: use at least 16 random characters"):
         make_runtime(SignedAdapter(), TIERUP_ADMIN_TOKEN="1")

@@ -313,6 +313,18 @@ def test_one_client_is_limited_whatever_address_it_gives(client: FlaskClient, ru
     assert stored(runtime) == 5
 
 
+def test_an_ipv6_client_is_limited_per_64_block_whichever_address_it_uses(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    # One host is usually given a whole /64: rotating through it is not being several clients.
+    for i in range(5):
+        sent = submit(client, email=f"user{i}@club.example", environ={"REMOTE_ADDR": f"2001:db8:1:2::{i + 1}"})
+        assert sent.status_code == 200
+    assert submit(client, email="user9@club.example", environ={"REMOTE_ADDR": "2001:db8:1:2::99"}).status_code == 429
+    assert submit(client, email="user8@club.example", environ={"REMOTE_ADDR": "2001:db8:1:3::1"}).status_code == 200
+    assert stored(runtime) == 6
+
+
 def test_the_limit_is_a_setting_and_frees_up_after_the_hour(make_runtime: MakeRuntime) -> None:
     from tests.infra.fakes import Clock
 
