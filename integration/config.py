@@ -70,7 +70,7 @@ class CoreSettings:
             raise ConfigError(f"TIERUP_ADMIN_TOKEN is too short: use at least {MIN_ADMIN_TOKEN} random characters")
         return cls(
             policy=env.get("TIERUP_POLICY") or "lead-review",
-            public_url=(env.get("TIERUP_PUBLIC_URL") or None),
+            public_url=(env.get("TIERUP_PUBLIC_URL") or "").strip() or None,  # as the installers read it
             database_url=env.get("DATABASE_URL") or "sqlite:///tierup.db",
             redis_url=env.get("REDIS_URL") or None,
             admin_token=admin_token,

@@ -119,6 +119,17 @@ def test_a_post_without_a_session_cookie_is_refused(client: FlaskClient, runtime
     assert client.post("/escalate", data={**form_fields(), "csrf_token": token}).status_code == 400
 
 
+@pytest.mark.parametrize(("public_url", "secure"), [
+    (" https://tierup.example.com ", True), ("HTTPS://tierup.example.com", True), ("http://localhost:8080", False),
+])  # fmt: skip
+def test_the_session_cookie_is_secure_when_the_public_url_is_https(
+    make_runtime: MakeRuntime, public_url: str, secure: bool
+) -> None:
+    client = make_runtime(SignedAdapter(), TIERUP_PUBLIC_URL=public_url).create_app().test_client()
+    cookie = client.get("/escalate").headers["Set-Cookie"]
+    assert ("; Secure" in cookie) is secure and "; HttpOnly" in cookie and "; SameSite=Lax" in cookie
+
+
 def test_every_web_process_on_the_database_signs_sessions_alike(make_runtime: MakeRuntime, runtime: Runtime) -> None:
     # Two gunicorn workers (two apps) share the key stored in the database: a form from one posts to the other.
     first, second = runtime.create_app().test_client(), make_runtime(SignedAdapter()).create_app().test_client()
