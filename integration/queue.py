@@ -20,7 +20,7 @@ from typing import Any
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.constants import EmptyData
-from huey.storage import RedisStorage, SqliteStorage
+from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
 
 from integration.config import CoreSettings
 from integration.liveness import has_ended, this_process
@@ -85,6 +85,56 @@ class HueyTicketLock:
         return self._locks.refresh(self.key, self.owner)
 
 
+class _Swap:
+    """Compare-and-set on Huey's key-value storage: replace or remove a key's value only if it is still `expected`.
+
+    Huey offers put_if_empty but nothing that replaces a value atomically; taking a stale
+    lock over, or giving one back, by popping and putting back lets a third worker slip into
+    the gap (two holders). Each storage does it in one step: one UPDATE / DELETE on
+    SQLite's kv table, a Lua script on Redis, the storage's lock in memory (immediate mode).
+    """
+
+    _REDIS = """
+        if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+        if ARGV[3] == '' then
+            redis.call('HDEL', KEYS[1], ARGV[1])
+        else
+            redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+        end
+        return 1
+    """
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        if isinstance(storage, RedisStorage):
+            self._script = storage.conn.register_script(self._REDIS)
+        elif not isinstance(storage, SqliteStorage | MemoryStorage):
+            raise TypeError(f"ticket locks need SQLite, Redis or memory storage, not {type(storage).__name__}")
+
+    def __call__(self, key: str, expected: bytes, new: bytes | None) -> bool:
+        """Put `new` (None: remove the key) where `key` holds `expected`; False when it holds anything else."""
+        storage = self.storage
+        if isinstance(storage, RedisStorage):
+            return bool(self._script(keys=[storage.result_key], args=[key, expected, new or b""]))
+        if isinstance(storage, SqliteStorage):
+            with storage.db(commit=True) as cursor:
+                if new is None:
+                    cursor.execute("delete from kv where queue = ? and key = ? and value = ?",
+                                   (storage.name, key, storage.to_blob(expected)))  # fmt: skip
+                else:
+                    cursor.execute("update kv set value = ? where queue = ? and key = ? and value = ?",
+                                   (storage.to_blob(new), storage.name, key, storage.to_blob(expected)))  # fmt: skip
+                return bool(cursor.rowcount == 1)
+        with storage._lock:
+            if storage._results.get(key, EmptyData) != expected:
+                return False
+            if new is None:
+                del storage._results[key]
+            else:
+                storage._results[key] = new
+            return True
+
+
 class HueyTicketLocks:
     """Per-ticket locks in Huey's storage, so they hold across processes and machines.
 
@@ -98,6 +148,7 @@ class HueyTicketLocks:
         self.huey = huey
         self.lease_seconds = lease_seconds
         self.clock = clock
+        self._swap = _Swap(huey.storage)
 
     def key(self, platform: Platform, ticket_ref: str) -> str:
         return f"{self.huey.name}.lock.ticket:{platform.value}:{ticket_ref}"
@@ -143,27 +194,23 @@ class HueyTicketLocks:
         if isinstance(expires, int | float) and expires > self.clock() and not ended:
             return False
         # The holder died without releasing (SIGKILL): its process has ended or its lease is over.
-        taken = storage.pop_data(key)
-        if taken is not EmptyData and bytes(taken) != bytes(current):
-            storage.put_data(key, taken)  # somebody renewed or re-took it meanwhile: theirs stands
+        # Taken over only if nobody renewed, released or took it since it was read.
+        if not self._swap(key, bytes(current), self._value(owner)):
             return False
         log.warning("broke the stale lock %s (%s)", key, "its holder has ended" if ended else "lease over")
-        return bool(storage.put_if_empty(key, self._value(owner)))
+        return True
 
     def refresh(self, key: str, owner: str) -> bool:
         """Extend `owner`'s lease; False when it is not the holder any more (its lease ran out and was broken)."""
-        storage = self.huey.storage
-        current = storage.peek_data(key)
+        current = self.huey.storage.peek_data(key)
         if current is EmptyData or self._read(current).get("owner") != owner:
             return False
-        storage.put_data(key, self._value(owner))
-        return True
+        return self._swap(key, bytes(current), self._value(owner))
 
     def _release(self, key: str, owner: str) -> None:
-        storage = self.huey.storage
-        taken = storage.pop_data(key)
-        if taken is not EmptyData and self._read(taken).get("owner") != owner:
-            storage.put_data(key, taken)  # our lease ran out and another worker holds it now
+        current = self.huey.storage.peek_data(key)
+        if current is not EmptyData and self._read(current).get("owner") == owner:
+            self._swap(key, bytes(current), None)  # refused: another worker took it over since; theirs stands
 
 
 # --- tasks -----------------------------------------------------------------------------------

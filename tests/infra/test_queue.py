@@ -209,6 +209,46 @@ def test_a_lock_whose_holder_process_has_ended_is_broken_at_once(huey: Huey, mon
         assert held["process"] == "the-restarted-worker"
 
 
+def test_workers_finding_one_stale_lock_at_once_leave_it_one_holder(huey: Huey) -> None:
+    # Breaking a stale lock used to pop it and put back what was not ours: a third worker
+    # could take it in that gap, while the second still believed it had broken it.
+    locks = HueyTicketLocks(huey, lease_seconds=300)
+    key = locks.key(Platform.ZENDESK, "4016")
+    rounds, workers, doubles = 60, 6, []
+    for n in range(rounds):
+        huey.storage.put_data(key, json.dumps({"owner": "killed", "expires": 0, "process": "x/1/-"}).encode())
+        won: list[int] = []
+        gate = threading.Barrier(workers)
+
+        def take(i: int, n: int, gate: threading.Barrier, won: list[int]) -> None:
+            gate.wait()
+            if locks._acquire(key, f"worker-{n}-{i}"):
+                won.append(i)
+
+        threads = [threading.Thread(target=take, args=(i, n, gate, won)) for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        holder = json.loads(bytes(huey.storage.peek_data(key)))["owner"]
+        if len(won) != 1 or holder != f"worker-{n}-{won[0]}":
+            doubles.append((n, won, holder))
+    assert doubles == []
+
+
+def test_only_the_holder_gives_a_lock_back(huey: Huey) -> None:
+    now = [1_000_000.0]
+    locks = HueyTicketLocks(huey, lease_seconds=60, clock=lambda: now[0])
+    key = locks.key(Platform.ZENDESK, "4016")
+    assert locks._acquire(key, "first")
+    now[0] += 61
+    assert locks._acquire(key, "second")  # the first's lease ran out
+    locks._release(key, "first")  # the first finishes late: it must not release the second's
+    assert json.loads(bytes(huey.storage.peek_data(key)))["owner"] == "second"
+    locks._release(key, "second")
+    assert not locks.is_locked(Platform.ZENDESK, "4016")
+
+
 def test_refresh_extends_the_lease(huey: Huey) -> None:
     now = [1_000_000.0]
     locks = HueyTicketLocks(huey, lease_seconds=60, clock=lambda: now[0])
