@@ -736,13 +736,20 @@ class Inbox:
         Processing or queued with no change since `older_than`, retrying and overdue since
         then, or processing by a process that `ended` says has ended (however recently).
         Touching updated_at means a second worker recovering at the same time finds nothing
-        left to take.
+        left to take. The rows are locked as they are read (FOR UPDATE, on PostgreSQL; SQLite
+        writes one transaction at a time): a delivery a worker claims or finishes meanwhile is
+        skipped or read as it now is, never put back to queued after it was processed.
         """
         processing = DeliveryRow.status == DeliveryStatus.PROCESSING.value
         stale_queued = (DeliveryRow.status == DeliveryStatus.QUEUED.value) & (DeliveryRow.updated_at < older_than)
         stale_retry = (DeliveryRow.status == DeliveryStatus.RETRYING.value) & (DeliveryRow.next_attempt_at < older_than)
         with self.db.transaction() as session:
-            query = select(DeliveryRow).where(processing | stale_queued | stale_retry).order_by(DeliveryRow.id)
+            query = (
+                select(DeliveryRow)
+                .where(processing | stale_queued | stale_retry)
+                .order_by(DeliveryRow.id)
+                .with_for_update(skip_locked=True)
+            )
             rows = [
                 row
                 for row in session.scalars(query)

@@ -347,6 +347,35 @@ def test_recover_in_flight_takes_what_is_older_than_the_lease(db: Database) -> N
     assert inbox.recover_in_flight(older_than=later - timedelta(minutes=5), now=later) == []
 
 
+def test_recovery_never_puts_back_what_a_worker_finishes_meanwhile(db: Database) -> None:
+    inbox = Inbox(db)
+    left, lost = (inbox.record(delivery(f"d-{i}"), kind="k", ticket_ref=None).id for i in range(2))
+    inbox.claim(left, T0, by="worker-killed")  # its process ended mid-job, inside its lease
+    inbox.claim(lost, T0 - timedelta(minutes=20), by="worker-1")
+    inbox.mark_retrying(lost, "429", T0 - timedelta(minutes=10), T0 - timedelta(minutes=20))  # its job was lost
+    now = T0 + timedelta(seconds=1)
+
+    def run_it() -> None:  # a live worker takes the overdue retry and finishes it
+        if inbox.claim(lost, now, by="worker-2") is not None:
+            inbox.mark_processed(lost, now)
+
+    worker = threading.Thread(target=run_it)
+
+    def ended(by: str | None) -> bool:
+        # Called while recovery is between reading its rows and writing them back.
+        worker.start()
+        worker.join(timeout=1)
+        return by == "worker-killed"
+
+    inbox.recover_in_flight(older_than=now - timedelta(minutes=5), now=now, ended=ended)
+    worker.join()
+    # Recovery went first and the worker ran it after, or the worker first and recovery let it be:
+    # either way it ran once and is done, and the recovered job finds nothing to run.
+    done = inbox.get(lost)
+    assert done is not None and done.status is DeliveryStatus.PROCESSED
+    assert inbox.claim(lost, now, by="worker-3") is None
+
+
 def test_recover_in_flight_takes_at_once_what_an_ended_process_was_running(db: Database) -> None:
     inbox = Inbox(db)
     dead, alive, unnamed = (inbox.record(delivery(f"d-{i}"), kind="k", ticket_ref=None).id for i in range(3))
