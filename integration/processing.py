@@ -10,7 +10,9 @@ worker was a process on this machine (integration.liveness), else after the leas
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -198,6 +200,34 @@ def deadline_already_handled(escalation: Escalation) -> bool:
 _PROMISING = frozenset({State.ESCALATED, State.CONFIRMED})
 
 
+class _Leases:
+    """What a running job holds on lease: its delivery's claim and the ticket locks it took."""
+
+    def __init__(self, claim: Callable[[], bool]) -> None:
+        self._claim = claim
+        self._locks: list[TicketLock] = []
+        self._guard = threading.Lock()
+
+    def add(self, lock: TicketLock) -> None:
+        with self._guard:
+            self._locks.append(lock)
+
+    def discard(self, lock: TicketLock) -> None:
+        with self._guard:
+            if lock in self._locks:
+                self._locks.remove(lock)
+
+    def renew(self) -> bool:
+        """Extend every lease; False when a ticket lock was lost (another worker took it over).
+
+        The claim's answer is not part of it: the job may have just marked its delivery done.
+        """
+        with self._guard:
+            locks = list(self._locks)
+        self._claim()
+        return all([lock.refresh() for lock in locks])
+
+
 class Worker:
     """Runs stored deliveries, the deadline check and in-flight recovery."""
 
@@ -259,7 +289,7 @@ class Worker:
             if head is None or head.id in seen:
                 break
             seen.add(head.id)
-            outcome = self._run_one(head, own=head.id == row.id)
+            outcome = self._run_one(head, own=head.id == row.id, lock=lock)
             done.append((head.id, outcome))
             if outcome in (Outcome.RETRYING, Outcome.WAITING, Outcome.SKIPPED):
                 # Keep the ticket's order: later deliveries wait until this one is through.
@@ -271,23 +301,61 @@ class Worker:
                 break
         return done
 
-    def _run_one(self, row: StoredDelivery, *, own: bool) -> Outcome:
+    def _run_one(self, row: StoredDelivery, *, own: bool, lock: TicketLock | None = None) -> Outcome:
         now = self.clock()
         if row.status is DeliveryStatus.RETRYING and row.next_attempt_at and row.next_attempt_at > now:
             if own:
                 # This job came early (clock skew, a redundant job): keep the retry's appointment.
                 self.schedule(row.id, (row.next_attempt_at - now).total_seconds())
             return Outcome.WAITING
-        claimed = self.inbox.claim(row.id, now, by=this_process())
+        by = this_process()
+        claimed = self.inbox.claim(row.id, now, by=by)
         if claimed is None:
             return Outcome.SKIPPED
-        with log_context(delivery_id=claimed.delivery_id, ticket_ref=claimed.ticket_ref):
+        leases = _Leases(lambda: self.inbox.keep_claim(claimed.id, by, self.clock()))
+        if lock is not None:
+            leases.add(lock)
+        with log_context(delivery_id=claimed.delivery_id, ticket_ref=claimed.ticket_ref), self._kept(leases):
             started = time.perf_counter()
-            outcome = self._execute(claimed)
+            outcome = self._execute(claimed, leases)
             self.metrics.delivery_done(claimed.platform, outcome.value, time.perf_counter() - started)
             return outcome
 
-    def _execute(self, row: StoredDelivery) -> Outcome:
+    @contextmanager
+    def _kept(self, leases: _Leases) -> Iterator[None]:
+        """Renew the job's leases while it runs: a slow helpdesk must not make a live worker's job look dead.
+
+        Without it a job longer than the lease (a few calls each waiting out their timeout)
+        was re-queued by recovery and its ticket lock broken while it was still writing, and
+        two workers ran one ticket. Renewed every third of the lease, for at most ten leases:
+        a job stuck longer than that is given up to recovery as before.
+        """
+        stop = threading.Event()
+        interval = self.lease_seconds / 3
+        context = contextvars.copy_context()  # its log lines carry the delivery id too
+
+        def beat() -> None:
+            for _ in range(30):
+                if stop.wait(interval):
+                    return
+                try:
+                    kept = context.run(leases.renew)
+                except Exception:  # the database or the queue's storage away for a moment: try again
+                    log.warning("could not renew this job's leases", exc_info=True)
+                    continue
+                if not kept:
+                    log.warning("lost this job's ticket lock to another worker while it was still running")
+                    return
+
+        thread = threading.Thread(target=beat, name="tierup-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _execute(self, row: StoredDelivery, leases: _Leases) -> Outcome:
         adapter = self.adapters.get(row.platform)
         if adapter is None:
             return self._fail(row, f"{row.platform.value} is not configured on this worker")
@@ -300,7 +368,7 @@ class Worker:
             # The transition key comes from the delivery id: a re-run must present the same one.
             event = parsed if parsed.delivery_id else replace(parsed, delivery_id=row.delivery_id)
             store = DeliveryStore(self.escalations, row.id, dry_run=adapter.dry_run)
-            with self._named_ticket(row, event.ticket_ref):
+            with self._named_ticket(row, event.ticket_ref, leases):
                 result = handle_event(
                     event,
                     policy=self.policy,
@@ -337,7 +405,7 @@ class Worker:
         return Outcome.PROCESSED
 
     @contextmanager
-    def _named_ticket(self, row: StoredDelivery, named: str | None) -> Iterator[None]:
+    def _named_ticket(self, row: StoredDelivery, named: str | None, leases: _Leases) -> Iterator[None]:
         """Hold the lock of the ticket an event names when it is not the delivery's own ticket.
 
         An escalation email (or form) arrives as its own ticket but escalates the ticket it
@@ -351,7 +419,11 @@ class Worker:
         with self.locks.hold(row.platform, named) as lock:
             if lock is None:
                 raise TransientError(f"ticket {named} is being worked on", retry_after=self.lock_retry_seconds)
-            yield
+            leases.add(lock)
+            try:
+                yield
+            finally:
+                leases.discard(lock)
 
     def _in_arrival_order(self, row: StoredDelivery) -> Delivery:
         """The delivery for the parser, never received before a delivery of its ticket that was stored earlier.

@@ -681,6 +681,21 @@ class Inbox:
             row = session.get(DeliveryRow, id, populate_existing=True)
             return _stored(row) if row else None
 
+    def keep_claim(self, id: int, by: str | None, now: datetime) -> bool:
+        """Renew a running delivery's lease (its worker is alive); False when it is not `by`'s to run any more."""
+        with self.db.transaction() as session:
+            result = session.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.id == id,
+                    DeliveryRow.status == DeliveryStatus.PROCESSING.value,
+                    DeliveryRow.claimed_by.is_(None) if by is None else DeliveryRow.claimed_by == by,
+                )
+                .values(updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            return _rowcount(result) == 1
+
     def mark_processed(self, id: int, now: datetime, session: Session | None = None) -> None:
         """Done: decided, applied and recorded (pass `session` to commit it with the record)."""
         self._set(id, session, status=DeliveryStatus.PROCESSED, last_error=None, processed_at=now, updated_at=now)

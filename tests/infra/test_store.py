@@ -347,6 +347,18 @@ def test_recover_in_flight_takes_what_is_older_than_the_lease(db: Database) -> N
     assert inbox.recover_in_flight(older_than=later - timedelta(minutes=5), now=later) == []
 
 
+def test_a_running_delivery_keeps_its_claim_only_while_it_is_its_workers(db: Database) -> None:
+    inbox = Inbox(db)
+    row = inbox.record(delivery("d-1"), kind="k", ticket_ref=None).id
+    inbox.claim(row, T0, by="worker-1")
+    later = T0 + timedelta(minutes=10)
+    assert inbox.keep_claim(row, "worker-1", later)
+    assert inbox.recover_in_flight(older_than=later - timedelta(minutes=5), now=later) == []  # renewed: alive
+    assert not inbox.keep_claim(row, "worker-2", later)  # not its claim
+    inbox.mark_processed(row, later)
+    assert not inbox.keep_claim(row, "worker-1", later)  # done: nothing left to keep
+
+
 def test_recovery_never_puts_back_what_a_worker_finishes_meanwhile(db: Database) -> None:
     inbox = Inbox(db)
     left, lost = (inbox.record(delivery(f"d-{i}"), kind="k", ticket_ref=None).id for i in range(2))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -315,6 +318,38 @@ def test_deliveries_left_in_flight_by_a_killed_worker_run_again_on_restart(
     assert row.status is DeliveryStatus.PROCESSED and row.attempts == 2
     assert adapter.scripted.calls[-1] == ("4016", "zd-crash:1", True)  # checked before writing again
     assert not after.locks.is_locked(Platform.ZENDESK, "4016")
+
+
+def test_a_job_slower_than_its_lease_keeps_its_delivery_and_its_ticket(make_runtime: MakeRuntime) -> None:
+    # A live worker waiting on a slow helpdesk renews its leases: recovery must not re-queue its
+    # delivery, nor another worker break its ticket lock, and it runs once.
+    adapter = SignedAdapter()
+    runtime = make_runtime(adapter, TIERUP_LEASE_SECONDS="0.6")
+    post(runtime.create_app().test_client(), request_payload("4016"), delivery_id="zd-1")
+    in_apply, release = threading.Event(), threading.Event()
+    plain_apply = adapter.scripted.apply
+
+    def slow_apply(*args: Any, **kwargs: Any) -> None:
+        in_apply.set()
+        release.wait(30)
+        plain_apply(*args, **kwargs)
+
+    adapter.scripted.apply = slow_apply  # type: ignore[method-assign]
+    job = threading.Thread(target=runtime.worker.process, args=(1,))
+    job.start()
+    try:
+        assert in_apply.wait(30)
+        time.sleep(1.5)  # two and a half leases
+        assert runtime.worker.recover_in_flight() == []
+        with runtime.locks.hold(Platform.ZENDESK, "4016") as other:
+            assert other is None
+    finally:
+        release.set()
+        job.join(30)
+    row = stored(runtime)
+    assert (row.status, row.attempts) == (DeliveryStatus.PROCESSED, 1)
+    assert [key for _, key, _ in adapter.scripted.calls] == ["zd-1:1"]
+    assert not runtime.locks.is_locked(Platform.ZENDESK, "4016")
 
 
 def test_recovery_leaves_deliveries_within_their_lease_alone(
