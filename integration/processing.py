@@ -200,6 +200,14 @@ def deadline_already_handled(escalation: Escalation) -> bool:
 _PROMISING = frozenset({State.ESCALATED, State.CONFIRMED})
 
 
+class _Behind(Exception):
+    """The ticket an event names has deliveries that arrived before it and are still to run."""
+
+    def __init__(self, ticket_ref: str, earlier: StoredDelivery) -> None:
+        super().__init__(f"ticket {ticket_ref} has delivery {earlier.id} to run first")
+        self.ticket_ref, self.earlier = ticket_ref, earlier
+
+
 class _Leases:
     """What a running job holds on lease: its delivery's claim and the ticket locks it took."""
 
@@ -377,6 +385,8 @@ class Worker:
                     clock=self.clock,
                     retry=row.attempts > 1,
                 )
+        except _Behind as behind:
+            return self._put_off(row, behind)
         except (TransientError, Conflict) as exc:
             return self._retry_later(row, exc)
         except DatabaseUnavailable as exc:
@@ -419,6 +429,11 @@ class Worker:
         with self.locks.hold(row.platform, named) as lock:
             if lock is None:
                 raise TransientError(f"ticket {named} is being worked on", retry_after=self.lock_retry_seconds)
+            # Its earlier deliveries go first, as if this one had arrived on that ticket: a lead's
+            # cancel waiting for its retry must not be overtaken and then ignored as older.
+            earlier = self.inbox.next_for_ticket(row.platform, named)
+            if earlier is not None and earlier.id < row.id:
+                raise _Behind(named, earlier)
             leases.add(lock)
             try:
                 yield
@@ -440,6 +455,17 @@ class Worker:
         if earlier is not None and earlier > delivery.received_at:
             return replace(delivery, received_at=earlier)
         return delivery
+
+    def _put_off(self, row: StoredDelivery, behind: _Behind) -> Outcome:
+        now = self.clock()
+        earlier = behind.earlier
+        due = earlier.next_attempt_at if earlier.status is DeliveryStatus.RETRYING and earlier.next_attempt_at else now
+        delay = max((due - now).total_seconds(), 0.0) + self.lock_retry_seconds
+        reason = f"waiting for delivery {earlier.id} of ticket {behind.ticket_ref}, which arrived first"
+        self.inbox.put_off(row.id, reason, now + timedelta(seconds=delay), now)
+        self.schedule(row.id, delay)
+        log.info("%s; again in %.1fs", reason, delay)
+        return Outcome.WAITING
 
     def _retry_later(self, row: StoredDelivery, exc: Exception) -> Outcome:
         attempt = row.attempts

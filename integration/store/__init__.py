@@ -34,6 +34,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    case,
     create_engine,
     delete,
     event,
@@ -695,6 +696,26 @@ class Inbox:
                 .execution_options(synchronize_session=False)
             )
             return _rowcount(result) == 1
+
+    def put_off(self, id: int, reason: str, until: datetime, now: datetime) -> None:
+        """A claimed delivery that must wait (another delivery goes first): due again at `until`.
+
+        Not a failed attempt, so it does not count towards the retries.
+        """
+        with self.db.transaction() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id == id, DeliveryRow.status == DeliveryStatus.PROCESSING.value)
+                .values(
+                    status=DeliveryStatus.RETRYING.value,
+                    attempts=case((DeliveryRow.attempts > 0, DeliveryRow.attempts - 1), else_=0),
+                    last_error=reason[:2000],
+                    next_attempt_at=until,
+                    updated_at=now,
+                    claimed_by=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
 
     def mark_processed(self, id: int, now: datetime, session: Session | None = None) -> None:
         """Done: decided, applied and recorded (pass `session` to commit it with the record)."""

@@ -258,6 +258,36 @@ def test_an_event_naming_another_ticket_waits_for_that_tickets_lock(
     assert escalation is not None and escalation.state is State.ESCALATED
 
 
+def test_an_event_naming_another_ticket_waits_for_that_tickets_earlier_deliveries(
+    client: FlaskClient, runtime: Runtime, adapter: SignedAdapter, clock: Clock
+) -> None:
+    clock.advance(hours=2)
+    post(client, request_payload("4016"), delivery_id="zd-request")  # 1: escalated
+    runtime.tasks.run_pending()
+    adapter.scripted.failures = [TransientError("429", retry_after=60)]
+    post(client, command_payload("cancel", "4016"), delivery_id="zd-cancel")  # 2: the lead cancels; 429
+    runtime.tasks.run_pending()
+    assert stored(runtime, 2).status is DeliveryStatus.RETRYING
+    # 3: an escalation email (its own ticket 9100) naming 4016, sent after the cancel.
+    email = {**request_payload("4016", channel="email", at=T0 + timedelta(hours=1, minutes=30)), "ticket_ref": "9100"}
+    post(client, email, delivery_id="zd-mail")
+    runtime.tasks.huey.dequeue()
+
+    assert runtime.worker.process(3) == [(3, Outcome.WAITING)]  # behind 4016's cancel, not ahead of it
+    waiting = stored(runtime, 3)
+    assert (waiting.status, waiting.attempts) == (DeliveryStatus.RETRYING, 0)  # waiting is not a failed attempt
+    assert "waiting for delivery 2 of ticket 4016" in (waiting.last_error or "")
+    escalation = runtime.escalations.load(Platform.ZENDESK, "4016")
+    assert escalation is not None and escalation.state is State.ESCALATED  # nothing decided from it yet
+
+    clock.advance(seconds=61)
+    assert runtime.worker.process(2) == [(2, Outcome.PROCESSED)]  # the cancel, applied
+    clock.advance(seconds=2)
+    assert runtime.worker.process(3) == [(3, Outcome.PROCESSED)]
+    history = runtime.escalations.history(Platform.ZENDESK, "4016")
+    assert [e.transition.delivery_id for e in history] == ["zd-request", "zd-cancel", "zd-mail"]
+
+
 def test_one_job_runs_the_tickets_earlier_deliveries_first(
     client: FlaskClient, runtime: Runtime, adapter: SignedAdapter
 ) -> None:
