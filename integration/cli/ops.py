@@ -402,14 +402,22 @@ def _one_line(text: str, width: int) -> str:
 
 def cmd_redrive(args: argparse.Namespace) -> int:
     """Queue deliveries again: the ids given, or every failed one."""
+    from integration.store import DeliveryStatus
+
     if bool(args.ids) == bool(args.failed):
         raise CommandError("redrive: give delivery ids or --failed (not both)")
     runtime = _start(args, announce=False)
     try:
         ids = runtime.inbox.requeue(args.ids, failed=args.failed, now=runtime.clock())
-        missing = sorted(set(args.ids) - set(ids))
-        if missing:
-            raise CommandError(f"redrive: no delivery with id {', '.join(map(str, missing))}")
+        left = sorted(set(args.ids) - set(ids))
+        running = [i for i in left if (row := runtime.inbox.get(i)) and row.status is DeliveryStatus.PROCESSING]
+        if running:
+            raise CommandError(
+                f"redrive: delivery {', '.join(map(str, running))} is being run by a worker now; "
+                "redrive it once `tierup inbox` shows it finished"
+            )
+        if left:
+            raise CommandError(f"redrive: no delivery with id {', '.join(map(str, left))}")
         for row_id in ids:
             runtime.tasks.enqueue(row_id)
     finally:

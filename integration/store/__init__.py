@@ -746,14 +746,18 @@ class Inbox:
             own.execute(statement.execution_options(synchronize_session=False))
 
     def requeue(self, ids: Iterable[int] = (), *, failed: bool = False, now: datetime) -> list[int]:
-        """Put deliveries back on the queue (`tierup redrive`): the given ids, or every failed one."""
+        """Put deliveries back on the queue (`tierup redrive`): the given ids, or every failed one.
+
+        A delivery a worker is running now is left to it: queued again, a second worker could
+        run it at the same time.
+        """
         wanted = [i for i in ids if 0 < i <= MAX_ROW_ID]
         with self.db.transaction() as session:
-            query = select(DeliveryRow.id).order_by(DeliveryRow.id)
+            query = select(DeliveryRow.id).order_by(DeliveryRow.id).with_for_update()
             if failed:
                 query = query.where(DeliveryRow.status == DeliveryStatus.FAILED.value)
             else:
-                query = query.where(DeliveryRow.id.in_(wanted))
+                query = query.where(DeliveryRow.id.in_(wanted), DeliveryRow.status != DeliveryStatus.PROCESSING.value)
             found = list(session.scalars(query))
             if found:
                 session.execute(

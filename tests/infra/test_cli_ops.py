@@ -26,7 +26,7 @@ from integration.ports import Delivery, PermanentError
 from integration.store import DeliveryStatus
 from tests.faults.harness import signed_headers, trigger
 from tests.infra.conftest import head_revision, post, wait_until
-from tests.infra.fakes import SignedAdapter, command_payload, request_payload
+from tests.infra.fakes import T0, SignedAdapter, command_payload, request_payload
 from tests.zendesk.helpers import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,6 +141,21 @@ def test_redrive_of_ids_that_name_no_delivery_says_so(
 ) -> None:
     assert main(["redrive", "999", str(2**63)]) == 2  # past any row id: told, not a traceback
     assert capsys.readouterr().err.strip() == f"tierup: redrive: no delivery with id 999, {2**63}"
+
+
+def test_redrive_leaves_a_delivery_a_worker_is_running(
+    history: SignedAdapter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runtime = runtime_here(history)
+    assert runtime.inbox.requeue([3], now=T0) == [3]
+    assert runtime.inbox.claim(3, T0, by="a-running-worker") is not None
+    runtime.close()
+    assert main(["redrive", "3"]) == 2  # queued again, a second worker could run it at the same time
+    assert "delivery 3 is being run by a worker now" in capsys.readouterr().err
+    runtime = runtime_here(history)
+    row = runtime.inbox.get(3)
+    assert row is not None and row.status is DeliveryStatus.PROCESSING
+    runtime.close()
 
 
 def test_redrive_failed(history: SignedAdapter, capsys: pytest.CaptureFixture[str]) -> None:
