@@ -54,6 +54,7 @@ from integration.store import (
     DeliveryStatus,
     Inbox,
     SqlEscalationStore,
+    StaleDecision,
     StoredDelivery,
 )
 
@@ -387,6 +388,11 @@ class Worker:
                 )
         except _Behind as behind:
             return self._put_off(row, behind)
+        except StaleDecision as exc:
+            # This worker stalled past its lease and another one ran the ticket meanwhile: its
+            # record stands, and this delivery's row is left as that worker (or recovery) has it.
+            log.warning("decision not recorded: %s", exc)
+            return Outcome.SKIPPED
         except (TransientError, Conflict) as exc:
             return self._retry_later(row, exc)
         except DatabaseUnavailable as exc:
@@ -545,6 +551,9 @@ class Worker:
                 )
             except GatewayError as exc:
                 log.warning("deadline check could not update the ticket (%s); trying again next time", exc)
+                return None
+            except StaleDecision as exc:
+                log.warning("deadline check not recorded: %s; the next check sees it again", exc)
                 return None
             if isinstance(result, Decision):
                 log.info("deadline missed: %s -> %s (%s)", result.transition.from_state, result.state, result.rule)

@@ -822,6 +822,10 @@ class AuditEntry:
     dry_run: bool
 
 
+class StaleDecision(Exception):
+    """A decision made from an escalation that another worker has since moved on: not recorded."""
+
+
 class SqlEscalationStore:
     """The EscalationStore port on the database; save() also writes the audit trail."""
 
@@ -893,12 +897,34 @@ class SqlEscalationStore:
     def _record(self, session: Session, decision: Decision, dry_run: bool) -> None:
         esc = decision.escalation
         row = self._row(session, esc.platform, esc.ticket_ref)
+        known: set[int] = set()
         if row is None:
             row = EscalationRow(platform=esc.platform.value, ticket_ref=esc.ticket_ref)
             session.add(row)
+        else:
+            # Locked for the rest of the transaction (PostgreSQL; SQLite writes one at a time), so the
+            # check below and the write cannot be split by another worker's record.
+            session.refresh(row, with_for_update=True)
+            stored = {
+                seq: (delivery_id, event)
+                for seq, delivery_id, event in session.execute(
+                    select(TransitionRow.seq, TransitionRow.delivery_id, TransitionRow.event).where(
+                        TransitionRow.escalation_id == row.id
+                    )
+                )
+            }
+            known = set(stored)
+            mine = len(esc.history) - 1
+            theirs = stored.get(mine)
+            if max(known, default=-1) > mine or (
+                theirs is not None and theirs != (decision.transition.delivery_id, decision.transition.event)
+            ):
+                # Another worker recorded a transition at this decision's place since the escalation
+                # was read (it ran the ticket while this one stalled past its lease): its record stands.
+                # The same decision saved again is no change.
+                raise StaleDecision(f"escalation {esc.platform.value}:{esc.ticket_ref} moved on since it was read")
         _fill(row, decision)
         session.flush()
-        known = set(session.scalars(select(TransitionRow.seq).where(TransitionRow.escalation_id == row.id)))
         session.add_all(_new_transitions(row.id, esc, known, dry_run))
 
     def history(self, platform: Platform, ticket_ref: str) -> list[AuditEntry]:

@@ -37,6 +37,7 @@ from integration.store import (
     Inbox,
     Recorded,
     SqlEscalationStore,
+    StaleDecision,
     SweepCursors,
     normalise_url,
     sqlite_path,
@@ -475,6 +476,31 @@ def test_save_and_load_an_escalation_with_its_audit_trail(db: Database) -> None:
     assert trail[0].transition.actions[2] == InternalNote("<p>Zażółć <b>gęślą</b></p>")
     assert store.load(Platform.JIRA, "4016") is None
     assert store.platforms_of("4016") == [Platform.ZENDESK]
+
+
+def test_a_decision_made_before_another_was_recorded_is_refused(db: Database) -> None:
+    # Two workers read the escalated ticket; one records the lead's confirm, the other (stalled
+    # past its lease) then tries to record a cancel decided from the same, now old, escalation.
+    store = SqlEscalationStore(db)
+    first = decision()
+    store.save(first)
+
+    def review(command: str, to: State, delivery_id: str) -> Decision:
+        step = Transition(
+            at=T0 + timedelta(hours=1), event=command, from_state=State.ESCALATED, to_state=to, actor="900",
+            rule="LR6", why=command, actions=(), delivery_id=delivery_id,
+        )  # fmt: skip
+        moved = replace(first.escalation, state=to, history=(*first.escalation.history, step))
+        return Decision(escalation=moved, transition=step, target_ref="4016")
+
+    confirm, cancel = review("confirm", State.CONFIRMED, "d-2"), review("cancel", State.CANCELLED, "d-3")
+    store.save(confirm)
+    with pytest.raises(StaleDecision, match="zendesk:4016 moved on since it was read"):
+        store.save(cancel)
+    with pytest.raises(StaleDecision):
+        store.save(first)  # an older one, too
+    assert store.load(Platform.ZENDESK, "4016") == confirm.escalation
+    assert [e.transition.delivery_id for e in store.history(Platform.ZENDESK, "4016")] == ["d-1", "d-2"]
 
 
 def test_record_marks_the_delivery_processed_in_the_same_transaction(db: Database) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from integration.cli.ops import Runtime
-from integration.model import SYSTEM, AddTags, AssignGroup, Decision, Platform, State
+from integration.model import SYSTEM, AddTags, AssignGroup, Decision, Platform, State, Transition
 from integration.ports import Conflict, Delivery, PermanentError, TransientError
 from integration.processing import Outcome, RetryPolicy
 from integration.queue import HueyTicketLocks
@@ -286,6 +287,36 @@ def test_an_event_naming_another_ticket_waits_for_that_tickets_earlier_deliverie
     assert runtime.worker.process(3) == [(3, Outcome.PROCESSED)]
     history = runtime.escalations.history(Platform.ZENDESK, "4016")
     assert [e.transition.delivery_id for e in history] == ["zd-request", "zd-cancel", "zd-mail"]
+
+
+def test_a_decision_another_worker_overtook_is_not_recorded(
+    client: FlaskClient, runtime: Runtime, adapter: SignedAdapter
+) -> None:
+    post(client, request_payload("4016"), delivery_id="zd-1")
+    runtime.tasks.run_pending()
+    post(client, command_payload("confirm", "4016"), delivery_id="zd-2")
+    runtime.tasks.huey.dequeue()
+    plain_apply = adapter.scripted.apply
+
+    def meanwhile(*args: Any, **kwargs: Any) -> None:
+        # While this worker writes the confirm, another (this one having stalled past its lease)
+        # records the lead's cancel of the same escalated ticket.
+        current = runtime.escalations.load(Platform.ZENDESK, "4016")
+        assert current is not None
+        step = Transition(
+            at=T0 + timedelta(hours=1), event="cancel", from_state=State.ESCALATED, to_state=State.CANCELLED,
+            actor="900", rule="LR6", why="cancelled", actions=(), delivery_id="zd-3",
+        )  # fmt: skip
+        moved = replace(current, state=State.CANCELLED, history=(*current.history, step))
+        runtime.escalations.record(Decision(escalation=moved, transition=step, target_ref="4016"))
+        plain_apply(*args, **kwargs)
+
+    adapter.scripted.apply = meanwhile  # type: ignore[method-assign]
+    assert runtime.worker.process(2) == [(2, Outcome.SKIPPED)]
+    escalation = runtime.escalations.load(Platform.ZENDESK, "4016")
+    assert escalation is not None and escalation.state is State.CANCELLED  # the other's record stands
+    history = runtime.escalations.history(Platform.ZENDESK, "4016")
+    assert [e.transition.delivery_id for e in history] == ["zd-1", "zd-3"]
 
 
 def test_one_job_runs_the_tickets_earlier_deliveries_first(
