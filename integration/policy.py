@@ -887,9 +887,15 @@ def _escalate(
     policy, tags, ticket = d.policy, d.policy.tags, req.ticket
     assert ticket is not None
     group = policy.group_for(region)
-    due = policy.calendar_for(region).add_business_time(req.received_at, policy.first_contact_within)
-    ctx = {**ctx, "group": group, "due": _fmt(policy, region, due)}
     is_breach = req.channel is Channel.SLA_BREACH
+    calendar = policy.calendar_for(region)
+    due = calendar.add_business_time(req.received_at, policy.first_contact_within)
+    if is_breach and due <= d.now:
+        # A breach is dated when it happened, but nobody knew before Tierup escalates it: one found
+        # so late (a sweep's first run, after an outage) that the promise would already be broken
+        # is promised from now, rather than sent one level up at the next deadline check.
+        due = calendar.add_business_time(d.now, policy.first_contact_within)
+    ctx = {**ctx, "group": group, "due": _fmt(policy, region, due)}
     woken = d.state is State.DEFERRED and is_breach
     new_tags = [tags.escalated, tags.sla_breached] if is_breach else [tags.escalated]
     actions: list[Action] = [*d.state_tags(tags.escalated, ticket)]

@@ -197,6 +197,17 @@ def test_sh3_sla_breach_tags_and_escalates(policy: Policy) -> None:
     assert d.actions[0] == AddTags(("escalated", "sla_breached"))
 
 
+def test_sh3_a_breach_found_after_its_promise_would_have_passed_is_promised_from_now(policy: Policy) -> None:
+    # The sweep's first run (or one after an outage) finds a breach of 09:00 at 14:00.
+    found = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
+    breach = request(channel=Channel.SLA_BREACH, reason=Reason.SLA_VIOLATION, rationale=None, received_at=NOW)
+    d = decide(policy, None, breach, found)
+    assert d.escalation.first_contact_due == found + timedelta(hours=1)  # not 10:00, already past
+    assert SetDue(found + timedelta(hours=1)) in d.actions
+    for found_soon in (NOW, NOW + timedelta(minutes=5)):  # found in time: the promise runs from the breach
+        assert decide(policy, None, breach, found_soon).escalation.first_contact_due == DUE
+
+
 def test_sh4_missed_hour_goes_to_level_2_once(policy: Policy) -> None:
     escalated = decide(policy, None, request(), NOW).escalation
     late = DUE + timedelta(minutes=1)
