@@ -34,6 +34,10 @@ class Conflict(GatewayError):
 class PermanentError(GatewayError):
     """Retrying will not help (4xx other than 409/429): the delivery fails with this reason."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status that said so, when one did
+
 
 class Gateway(Protocol):
     """One helpdesk: reads a ticket snapshot and applies neutral actions in one write."""

@@ -78,20 +78,53 @@ def retry_after_seconds(response: requests.Response) -> float | None:
     except ValueError:
         pass
     try:
-        when = parsedate_to_datetime(raw)
+        when = _gmt(parsedate_to_datetime(raw))
         sent = response.headers.get("Date")
-        base = parsedate_to_datetime(sent) if sent else datetime.now(UTC)
+        base = _gmt(parsedate_to_datetime(sent)) if sent else datetime.now(UTC)
+        return max((when - base).total_seconds(), 0.0)
     except (TypeError, ValueError):
         return None
-    return max((when - base).total_seconds(), 0.0)
+
+
+def _gmt(when: datetime) -> datetime:
+    # HTTP dates are GMT: the asctime form and a "-0000" zone parse without a zone.
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _raise_when_throttled(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-    # A session hook runs before zenpy sees the response, so zenpy's sleep-and-retry loop for
-    # 429 never starts: the worker reschedules the delivery instead of holding a thread.
-    if response.status_code in (429, 503):
+    """Session hook: answers zenpy must not handle itself, turned into the port's errors first.
+
+    It runs before zenpy sees the response, so zenpy's sleep-and-retry loop for 429 never
+    starts: the worker reschedules the delivery instead of holding a thread. A redirect is
+    not followed: the API never redirects a call it accepts, and requests would send a PUT
+    on as a GET (to a sign-in page, say) that zenpy then returns as if the PUT had landed. An
+    error whose body is no JSON object (a proxy's page) is answered here too: zenpy would
+    fail reading it.
+    """
+    status = response.status_code
+    if status in (429, 503):
         after = retry_after_seconds(response)
-        raise TransientError(f"Zendesk answered {response.status_code} (retry after {after}s)", retry_after=after)
+        raise TransientError(f"Zendesk answered {status} (retry after {after}s)", retry_after=after)
+    if response.is_redirect:
+        where = urlsplit(response.headers.get("Location", "")).path or "elsewhere"
+        raise PermanentError(
+            f"{_request_line(response)}: Zendesk answered {status}, sending it to {where}: "
+            "check ZENDESK_URL and the credentials"
+        )
+    if status >= 400 and not isinstance(_json_or_none(response), dict):
+        raise error_for_response(response, _request_line(response))
+
+
+def _request_line(response: requests.Response) -> str:
+    request = response.request
+    return f"{request.method} {urlsplit(request.url or '').path}" if request is not None else "Zendesk call"
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _use_scheme(client: Zenpy, scheme: str) -> None:
@@ -168,7 +201,7 @@ def error_for_response(response: requests.Response, what: str) -> GatewayError:
         return Conflict(message)
     if status == 429 or status >= 500:
         return TransientError(message, retry_after=retry_after_seconds(response))
-    return PermanentError(message)
+    return PermanentError(message, status=status)
 
 
 def _translate(exc: Exception, what: str) -> GatewayError:
@@ -180,6 +213,17 @@ def _translate(exc: Exception, what: str) -> GatewayError:
     if isinstance(exc, requests.RequestException):
         return TransientError(f"{what}: {type(exc).__name__}: {exc}")
     return PermanentError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _landed(answer: Any, what: str) -> None:
+    """Raise unless a write's answer is what zenpy makes of Zendesk's JSON (an audit, a job status).
+
+    zenpy hands back the bare response when a 200 carries no JSON (a proxy's page): the write
+    did not land, whatever the status says.
+    """
+    if isinstance(answer, requests.Response):
+        kind = answer.headers.get("Content-Type", "no content type")
+        raise TransientError(f"{what}: Zendesk answered {answer.status_code} without JSON ({kind}); nothing written")
 
 
 def call_zendesk(what: str, call: Callable[..., Any], *args: Any) -> Any:
@@ -459,7 +503,8 @@ class ZendeskGateway:
         with self._lock:
             self._prefetched.pop(ref, None)  # the ticket changes: a kept read is stale now
         ticket = ZenpyTicket(id=int(ref), **update.ticket)
-        call_zendesk(f"update ticket {ref}", lambda: self.client.tickets.update(ticket))
+        answer = call_zendesk(f"update ticket {ref}", lambda: self.client.tickets.update(ticket))
+        _landed(answer, f"update ticket {ref}")
 
     def apply(
         self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
@@ -478,8 +523,8 @@ class ZendeskGateway:
             try:
                 self._put(ref, update)
             except PermanentError as exc:
-                if "status" not in update.ticket:
-                    raise
+                if "status" not in update.ticket or exc.status != 422:
+                    raise  # a 401, 403 or 404 is not about the status: the same PUT twice more would not help
                 self._put_without_solving_unassigned(ref, update, exc)
             log.info("ticket %s: applied %s of transition %s", ref, update.part, key)
 
@@ -499,6 +544,8 @@ class ZendeskGateway:
                 self._put(ref, replace(update, ticket={**update.ticket, "assignee_id": int(bot)}))
                 return
             except PermanentError as exc:
+                if exc.status != 422:
+                    raise
                 refused = exc
         log.warning("ticket %s: Zendesk would not set its status (%s); sending the rest without it", ref, refused)
         self._put(ref, replace(update, ticket={k: v for k, v in update.ticket.items() if k != "status"}))
@@ -570,6 +617,7 @@ class ZendeskGateway:
                 for ticket in tickets:
                     self._prefetched.pop(str(ticket.id), None)
             job = call_zendesk(f"update {len(tickets)} tickets", lambda: self.client.tickets.update(tickets))
+            _landed(job, f"update {len(tickets)} tickets")
             calls += 1
             results, polls = self._wait_for_job(job)
             calls += polls

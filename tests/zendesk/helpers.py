@@ -117,6 +117,13 @@ def update_response(ticket_id: str, metadata: dict[str, Any] | None = None, upda
     return data
 
 
+@dataclass(frozen=True)
+class Raw:
+    """A response body sent as it is (not JSON-encoded), with only the headers given."""
+
+    text: str
+
+
 @dataclass
 class FakeZendesk:
     """The Zendesk REST API as `responses` answers it: tickets to read, PUTs recorded, every call counted."""
@@ -179,6 +186,8 @@ class FakeZendesk:
         failure = self.put_failures.pop(0) if self.put_failures else None
         if failure is not None:
             status, body, headers = failure
+            if isinstance(body, Raw):  # a proxy's page, a redirect: not Zendesk's JSON
+                return status, headers, body.text
             return status, {"Content-Type": "application/json", **headers}, json.dumps(body)
         sent = json.loads(request.body)["ticket"]
         if self.on_put:

@@ -34,6 +34,7 @@ from integration.model import (
     SetDue,
     SetField,
     SetPriority,
+    SetStatus,
     State,
     TicketSnapshot,
     TicketStatus,
@@ -49,6 +50,7 @@ from tests.zendesk.helpers import (
     STAMP,
     TICKET,
     FakeZendesk,
+    Raw,
     changed,
     delivery,
     env,
@@ -317,6 +319,51 @@ def test_429_with_an_http_date_retry_after(api: FakeZendesk) -> None:
     with pytest.raises(TransientError) as caught:
         gateway().apply(TICKET, [REPLY], snapshot=snapshot(), key="d-1:1")
     assert caught.value.retry_after == 90.0
+
+
+def test_429_with_an_asctime_retry_after(api: FakeZendesk) -> None:
+    # RFC 9110's third HTTP-date form (and a -0000 zone) parse without a zone: still GMT.
+    for when in ("Tue Mar 10 10:02:00 2026", "Tue, 10 Mar 2026 10:02:00 -0000"):
+        headers = {"Retry-After": when, "Date": "Tue, 10 Mar 2026 10:00:30 GMT"}
+        api.put_failures.append((429, {"error": "TooManyRequests"}, headers))
+        with pytest.raises(TransientError) as caught:
+            gateway().apply(TICKET, [REPLY], snapshot=snapshot(), key="d-1:1")
+        assert caught.value.retry_after == 90.0
+
+
+def test_a_write_answered_without_a_ticket_did_not_land(api: FakeZendesk) -> None:
+    # A proxy's sign-in page, answered 200: zenpy hands back the bare response.
+    api.put_failures.append((200, Raw("<html>Sign in</html>"), {"Content-Type": "text/html"}))
+    with pytest.raises(TransientError, match=r"update ticket 4016: Zendesk answered 200 without JSON \(text/html\)"):
+        gateway().apply(TICKET, [REPLY], snapshot=snapshot(), key="d-1:1")
+
+
+def test_a_redirected_write_is_not_followed(api: FakeZendesk) -> None:
+    # requests would send the PUT on as a GET to the sign-in page, and zenpy return that page.
+    api.put_failures.append((302, Raw(""), {"Location": f"{API.removesuffix('/api/v2')}/access/unauthenticated"}))
+    with pytest.raises(PermanentError, match="answered 302, sending it to /access/unauthenticated: check ZENDESK_URL"):
+        gateway().apply(TICKET, [REPLY], snapshot=snapshot(), key="d-1:1")
+    assert api.writes == 1
+
+
+@pytest.mark.parametrize(("status", "body", "error"), [
+    (500, "oops", TransientError), (502, ["bad", "gateway"], TransientError), (400, ["bad"], PermanentError),
+])  # fmt: skip
+def test_an_error_whose_body_is_not_a_json_object_is_still_classified(
+    api: FakeZendesk, status: int, body: Any, error: type[Exception]
+) -> None:
+    api.put_failures.append((status, body, {}))
+    with pytest.raises(error, match=f"PUT /api/v2/tickets/4016.json: Zendesk answered {status}"):
+        gateway().apply(TICKET, [REPLY], snapshot=snapshot(), key="d-1:1")
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_refusal_that_is_not_about_the_status_is_not_sent_again(api: FakeZendesk, status: int) -> None:
+    # Only a 422 can mean "will not solve an unassigned ticket"; bad credentials are bad for every PUT.
+    api.put_failures.append((status, {"error": "Forbidden", "description": "no"}, {}))
+    with pytest.raises(PermanentError):
+        gateway().apply(TICKET, [REPLY, SetStatus(TicketStatus.SOLVED)], snapshot=snapshot(), key="d-1:1")
+    assert api.writes == 1
 
 
 def test_a_rate_limited_read_is_transient_too(api: FakeZendesk) -> None:
