@@ -90,9 +90,22 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max((when - now).total_seconds(), 0.0)
 
 
+# Requests errors that say the request could not be made as configured: retrying will not help.
+_SETUP_ERRORS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.TooManyRedirects,
+)
+
+
 def gateway_error(exc: Exception, operation: str, now: datetime) -> GatewayError:
     """The port's error for a failed Jira call: 429/5xx/timeouts retry, 409 re-decides, other 4xx fail."""
-    if isinstance(exc, requests.Timeout | requests.ConnectionError):
+    if isinstance(exc, _SETUP_ERRORS):
+        return PermanentError(f"{operation}: {type(exc).__name__}: {exc}")  # JIRA_URL, not the network
+    if isinstance(exc, requests.RequestException):
+        # A timeout, a refused or dropped connection, an answer cut off mid-body: the network's.
         return TransientError(f"{operation}: {type(exc).__name__}")
     if not isinstance(exc, JIRAError):
         return PermanentError(f"{operation}: {type(exc).__name__}: {exc}")

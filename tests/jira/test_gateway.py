@@ -302,12 +302,20 @@ def test_server_errors_are_transient(site: Site, status: int) -> None:
     assert len(site.calls()) == 1
 
 
-@pytest.mark.parametrize(
-    "error", [requests.ConnectTimeout("connect"), requests.ReadTimeout("read"), requests.ConnectionError("refused")]
-)
+@pytest.mark.parametrize("error", [
+    requests.ConnectTimeout("connect"), requests.ReadTimeout("read"), requests.ConnectionError("refused"),
+    requests.exceptions.ChunkedEncodingError("connection broken mid-body"),
+    requests.exceptions.ContentDecodingError("gzip cut off"), requests.exceptions.SSLError("handshake"),
+])  # fmt: skip
 def test_timeouts_and_connection_errors_are_transient(site: Site, error: Exception) -> None:
     site.rsps.put(site.api("issue/SUP-7"), body=error)
     with pytest.raises(TransientError):
+        gateway().apply("SUP-7", [AddTags(("escalated",))], snapshot=None, key="k:1")
+
+
+def test_a_request_jira_url_makes_impossible_is_permanent(site: Site) -> None:
+    site.rsps.put(site.api("issue/SUP-7"), body=requests.exceptions.TooManyRedirects("30 redirects"))
+    with pytest.raises(PermanentError, match="TooManyRedirects"):
         gateway().apply("SUP-7", [AddTags(("escalated",))], snapshot=None, key="k:1")
 
 
