@@ -289,7 +289,7 @@ def _differences(hook: Json, wanted: Mapping[str, Any]) -> list[str]:
     if hook.opt_text("name") != wanted["name"]:
         out.append(f"name {hook.opt_text('name')!r}")
     if hook.opt_text("url") != wanted["url"]:
-        out.append(f"url {hook.opt_text('url')!r}")
+        out.append(f"url {_shown(hook.opt_text('url') or '')!r}")  # its URL token is live: never printed
     if set(hook.texts("events")) != set(wanted["events"]):
         out.append(f"events {sorted(hook.texts('events'))}")
     filters = hook.opt_obj("filters")

@@ -415,6 +415,21 @@ def test_url_token_goes_into_the_webhook_url_and_never_into_the_output(
     assert "dc-token-77c1" not in out and "token=***" in out
 
 
+@pytest.mark.parametrize("new_token", ["dc-token-88d2", None])
+def test_a_url_token_change_never_prints_the_live_one(
+    here: Path, jira: Jira, capsys: pytest.CaptureFixture[str], new_token: str | None
+) -> None:
+    write_env(here, {**INSTALL_ENV, "JIRA_WEBHOOK_URL_TOKEN": "dc-token-77c1"})
+    assert main(["install", "jira"]) == 0
+    env = {**INSTALL_ENV, **({"JIRA_WEBHOOK_URL_TOKEN": new_token} if new_token else {})}
+    write_env(here, {**env, "JIRA_WEBHOOK_SECRET": str(env_file(here)["JIRA_WEBHOOK_SECRET"])})
+    capsys.readouterr()
+    assert main(["install", "jira", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would update id" in out and "url 'https://tierup.example.org/webhooks/jira?token=***'" in out
+    assert "dc-token-77c1" not in out  # what Jira sends, and a running service accepts, right now
+
+
 def test_a_jira_error_is_one_line(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.get(f"{SITE}/rest/api/2/serverInfo", json=fixture("rest_api2_serverinfo_cloud.json"))
