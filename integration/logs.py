@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
+from urllib.parse import unquote
 
 _delivery_id: ContextVar[str | None] = ContextVar("tierup_delivery_id", default=None)
 _ticket_ref: ContextVar[str | None] = ContextVar("tierup_ticket_ref", default=None)
@@ -52,10 +53,27 @@ def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
         if SECRET_SETTING.search(name):
             values.extend(v.strip() for v in value.split(",") if len(v.strip()) >= 4)
         elif name.endswith("_URL") and "@" in value:
-            match = re.search(r"://[^/:@]+:([^@/]+)@", value)
-            if match:
-                values.append(match.group(1))
+            password = _url_password(value)
+            if password:
+                values.extend({password, unquote(password)})
+                # A driver reading up to the first @ shows the rest as the host: those pieces too.
+                values.extend(p for p in password.split("@")[1:] if len(p) >= 4)
     return tuple(sorted(set(values), key=len, reverse=True))
+
+
+def _url_password(url: str) -> str | None:
+    """The password of scheme://user:password@host/...: up to the last @ before the host, user optional.
+
+    An @ or / the password holds unencoded still belongs to it (the driver may fail on it, and
+    its error then shows the rest): "redis://:pa/ss@cache" and "postgresql://u:p@ss@db" too.
+    """
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    userinfo, at, _host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return None
+    return userinfo.partition(":")[2] or None
 
 
 class Redactor:

@@ -22,7 +22,7 @@ from huey import Huey, RedisHuey, SqliteHuey
 from huey.constants import EmptyData
 from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
 
-from integration.config import CoreSettings
+from integration.config import ConfigError, CoreSettings
 from integration.liveness import has_ended, this_process
 from integration.model import Platform
 from integration.processing import Worker
@@ -63,7 +63,14 @@ class WalSqliteStorage(SqliteStorage):  # type: ignore[misc]
 def make_huey(settings: CoreSettings) -> Huey:
     """The Huey instance the settings describe: Redis when `redis_url` is set, else a SQLite file."""
     if settings.redis_url:
-        return RedisHuey(QUEUE_NAME, url=settings.redis_url, results=False, utc=True)
+        try:
+            return RedisHuey(QUEUE_NAME, url=settings.redis_url, results=False, utc=True)
+        except ValueError:
+            # redis-py's message quotes the part it could not read, which may be the password.
+            raise ConfigError(
+                "REDIS_URL is not a Redis URL it can read (redis://[:password@]host[:port][/db]; "
+                "percent-encode an @, / or : in the password)"
+            ) from None
     # Absolute: Huey opens a connection per thread, and a relative path would follow a later chdir.
     path = queue_path(settings.database_url).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -77,6 +78,20 @@ def test_secret_values_come_from_secret_settings_only() -> None:
         }
     )
     assert set(found) == {TOKEN, "jira-pat-value", "new-secret", "old-secret", "db-pass-77"}
+
+
+@pytest.mark.parametrize(("url", "password"), [
+    ("postgresql://tierup:Pg@Pass12xyz@127.0.0.1/tierup", "Pg@Pass12xyz"),  # an @ left unencoded
+    ("redis://:Redis/Pw-77@cache:6379/0", "Redis/Pw-77"),  # Redis's form: no user, and a /
+    ("postgresql://tierup:p%40ss-word@db/tierup", "p%40ss-word"),
+])  # fmt: skip
+def test_a_url_password_is_a_secret_however_it_is_written(url: str, password: str) -> None:
+    found = secret_values({"DATABASE_URL": url})
+    assert password in found and unquote(password) in found
+    # The driver's error shows what it made of the URL: psycopg's, the rest after the first @ as the host.
+    shown = f"failed to resolve host '{password.split('@')[-1]}@127.0.0.1'; url {url}"
+    redacted = Redactor(found)(shown)
+    assert password not in redacted and password.split("@")[-1] not in redacted
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from huey import Huey, RedisHuey, SqliteHuey
 
 from integration import queue as queue_module
-from integration.config import CoreSettings
+from integration.config import ConfigError, CoreSettings
 from integration.model import Platform
 from integration.processing import RetryPolicy
 from integration.queue import HueyTicketLocks, TaskQueue, every, make_huey, queue_path, register_periodic
@@ -82,6 +82,12 @@ def test_the_sqlite_queue_commits_like_the_inbox(tmp_path: Path) -> None:
     conn = huey.storage.conn
     assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
     assert conn.execute("pragma synchronous").fetchone()[0] == 1  # NORMAL; Huey's default is FULL (2)
+
+
+def test_an_unreadable_redis_url_is_a_config_error_that_does_not_echo_it() -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL is not a Redis URL") as caught:
+        make_huey(CoreSettings(redis_url="redis://:Redis/Pw-77@cache:6379/0"))
+    assert "Redis/Pw" not in str(caught.value) and "Pw-77" not in str(caught.value)
 
 
 def test_huey_is_redis_when_redis_url_is_set() -> None:
