@@ -10,8 +10,10 @@ webhooks.dashboard.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import math
 import secrets
@@ -309,7 +311,9 @@ def submit_form() -> ResponseReturnValue:
                             "before you send another; the requests you sent are being handled.",
                             headers=retry_after(wait))  # fmt: skip
 
-    delivery_id = _delivery_id(submission.submission)
+    delivery_id = _delivery_id(
+        submission.submission, ticket, email.lower(), submission.reason, submission.rationale, submission.contact
+    )
     body = form_body(
         ticket=ticket, email=email, reason=Reason(submission.reason), rationale=submission.rationale or None,
         preferred_contact=submission.contact or None, submitted_at=now,
@@ -327,13 +331,19 @@ def submit_form() -> ResponseReturnValue:
                 reason_label=labels.get(submission.reason, submission.reason))  # fmt: skip
 
 
-def _delivery_id(submission: str) -> str:
-    """The form's own id for this submission (a uuid4 made with the page), so a resend is stored once."""
+def _delivery_id(submission: str, *fields: str) -> str:
+    """The page's own id for this submission (a uuid4 made with it) and what it asks, so a resend is stored once.
+
+    What it asks is part of it: the Back button keeps the page's id, and a request edited
+    and sent again from it (another ticket, say) is another request, not a resend to drop.
+    """
     try:
         parsed = uuid.UUID(submission)
     except ValueError:
-        return str(uuid.uuid4())
-    return str(parsed) if parsed.version == 4 else str(uuid.uuid4())
+        parsed = uuid.uuid4()
+    page = str(parsed) if parsed.version == 4 else str(uuid.uuid4())
+    asked = hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{page}:{asked}"
 
 
 def _field(name: str) -> str:

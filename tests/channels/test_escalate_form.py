@@ -289,6 +289,21 @@ def test_sending_the_same_page_twice_stores_one_request(client: FlaskClient, run
     assert stored(runtime) == 1
 
 
+def test_another_request_sent_from_the_same_page_is_not_taken_for_a_resend(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    # Back to the form (its hidden id kept), another ticket typed in, sent again: a second request.
+    page = client.get("/escalate")
+    submission = re.search(r'name="submission" value="([^"]+)"', page.get_data(as_text=True))
+    assert submission
+    same_page = {"csrf_token": csrf_of(page), "submission": submission.group(1)}
+    assert client.post("/escalate", data={**form_fields(), **same_page}).status_code == 200
+    assert client.post("/escalate", data={**form_fields(ticket="5120"), **same_page}).status_code == 200
+    rows = runtime.inbox.recent()
+    assert sorted(r.ticket_ref or "" for r in rows) == ["4016", "5120"]
+    assert all(r.delivery_id.startswith(submission.group(1) + ":") for r in rows)  # the page's id, traced
+
+
 # --- HTML is inert ---------------------------------------------------------------------------------
 
 
