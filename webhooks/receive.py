@@ -105,9 +105,20 @@ def _classify(adapter: PlatformAdapter, payload: Any) -> Classified | None:
     if classified is None:
         return None
     ref = classified.ticket_ref
-    if ref is not None and (len(ref) > MAX_TICKET_REF or _CONTROL.search(ref)):
+    if ref is not None and (len(ref) > MAX_TICKET_REF or _CONTROL.search(ref) or not _is_text(ref)):
         raise PayloadError("ticket reference is not a ticket reference")
+    if not _is_text(classified.kind):
+        raise PayloadError("event type is not text")
     return classified
+
+
+def _is_text(value: str) -> bool:
+    # JSON may carry a lone surrogate ("\ud800"), which no database column can store.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _delivery_id(given: str | None, body: bytes) -> str:
