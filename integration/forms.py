@@ -195,6 +195,10 @@ class FormAwareAdapter:
         """The inner adapter's delivery id."""
         return self.inner.delivery_id(headers, body)
 
+    def replay_key(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """The inner adapter's replay key."""
+        return self.inner.replay_key(headers, body)
+
     def classify(self, payload: Any) -> Classified | None:
         """The inner adapter's classification (forms are stored already classified)."""
         return self.inner.classify(payload)

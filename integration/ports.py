@@ -113,6 +113,15 @@ class PlatformAdapter(Protocol):
         """The platform's delivery id (same across its retries), or None to derive one from the body."""
         ...
 
+    def replay_key(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """A key for what the signature covers, where the delivery id is not signed; None where it needs none.
+
+        A verified body sent again under another delivery id (a replay) has the same key and
+        is stored once. Where the signature covers a timestamp that the receiver holds to a
+        few minutes (Zendesk), None.
+        """
+        ...
+
     def classify(self, payload: Any) -> Classified | None:
         """The event kind and ticket of a parsed JSON payload, or None when we do not handle it."""
         ...

@@ -54,7 +54,8 @@ def receive(platform: str) -> ResponseReturnValue:
     delivery_id = _delivery_id(_platform_delivery_id(adapter, headers, body), body)
     delivery = Delivery(platform=adapter.platform, delivery_id=delivery_id, headers=headers, body=body, received_at=now)
     with log_context(delivery_id=delivery_id, ticket_ref=classified.ticket_ref):
-        arrival = Arrival(delivery, _CONTROL.sub("", classified.kind), classified.ticket_ref, classified.occurred_at)
+        kind, ref, at = _CONTROL.sub("", classified.kind), classified.ticket_ref, classified.occurred_at
+        arrival = Arrival(delivery, kind, ref, at, replay_key=adapter.replay_key(headers, body))
         recorded = config.intake.accept(arrival)  # stored and queued, with whatever arrived alongside
         if not recorded.created:
             log.info("duplicate delivery: already stored as %s", recorded.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,14 @@ class JiraAdapter:
         """X-Atlassian-Webhook-Identifier: one id across Jira's retries of a delivery."""
         value = header(headers, DELIVERY_ID_HEADER)
         return value.strip() if value and value.strip() else None
+
+    def replay_key(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """The body's hash: Jira signs the body (or nothing, with a URL token) and not its identifier.
+
+        Its retries send the same body under the same identifier; the same body under a new
+        identifier is somebody sending a delivery again, which no time limit would refuse.
+        """
+        return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def classify(self, payload: Any) -> Classified | None:
         """The event kind, issue key and event time, or None for events Tierup does not handle."""

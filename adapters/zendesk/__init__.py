@@ -56,6 +56,10 @@ class ZendeskAdapter:
         value = header(headers, INVOCATION_HEADER)
         return value.strip() if value and value.strip() else None
 
+    def replay_key(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """None: Zendesk signs its timestamp with the body, and verify holds it to the tolerance window."""
+        return None
+
     def classify(self, payload: Any) -> Classified | None:
         """The kind and ticket of a verified payload, or None when Tierup does not handle it."""
         return classify(payload)

@@ -124,11 +124,22 @@ class DeliveryRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(200))  # the process running it (integration.liveness)
+    # What the signature covers, hashed, where the delivery id is not signed (Jira): a signed body
+    # sent again under another delivery id is the same delivery (a replay), stored once.
+    replay_key: Mapped[str | None] = mapped_column(String(80))
 
     __table_args__ = (
         UniqueConstraint("platform", "delivery_id", name="uq_deliveries_platform_delivery_id"),
         Index("ix_deliveries_ticket", "platform", "ticket_ref", "status", "id"),
         Index("ix_deliveries_status", "status", "updated_at"),
+        Index(
+            "uq_deliveries_platform_replay_key",
+            "platform",
+            "replay_key",
+            unique=True,
+            sqlite_where=text("replay_key IS NOT NULL"),
+            postgresql_where=text("replay_key IS NOT NULL"),
+        ),
     )
 
 
@@ -410,6 +421,7 @@ class Arrival:
     kind: str
     ticket_ref: str | None
     occurred_at: datetime | None = None
+    replay_key: str | None = None  # see DeliveryRow.replay_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,7 +440,8 @@ class _DeliveryInsert:
     (benchmarks/ingest.py). The columns' bind processors are SQLAlchemy's, so the stored values
     are exactly what the ORM stores. Deliveries arriving together are written by one statement
     (integration.intake), which skips the ones already stored (ON CONFLICT DO NOTHING: the
-    unique constraint on platform + delivery id decides, even between processes) and returns
+    unique constraints on platform + delivery id and platform + replay key decide, even between
+    processes) and returns
     the ids of those it stored. The statement commits on its own (autocommit): on SQLite the
     write lock is then held only inside the statement, never while Python (waiting for the GIL
     among gunicorn's threads) runs between BEGIN and COMMIT, which made writers in the other
@@ -438,7 +451,7 @@ class _DeliveryInsert:
 
     COLUMNS = (
         "platform", "delivery_id", "kind", "ticket_ref", "headers", "body", "received_at", "occurred_at", "status",
-        "attempts", "updated_at",
+        "attempts", "updated_at", "replay_key",
     )  # fmt: skip
 
     def __init__(self, engine: Engine) -> None:
@@ -463,7 +476,7 @@ class _DeliveryInsert:
             row = "(" + ", ".join([self._mark] * len(self.COLUMNS)) + ")"
             statement = self._statements[rows] = (
                 f"INSERT INTO {self._table} ({', '.join(self.COLUMNS)}) VALUES {', '.join([row] * rows)} "
-                "ON CONFLICT (platform, delivery_id) DO NOTHING RETURNING id, platform, delivery_id"
+                "ON CONFLICT DO NOTHING RETURNING id, platform, delivery_id"
             )
         return statement
 
@@ -577,6 +590,11 @@ class Inbox:
                 outcomes.append(Recorded(id, created=True))
                 continue
             existing = self.find(platform, delivery_id)
+            if existing is None and arrival.replay_key is not None:
+                existing = self.find_replayed(platform, arrival.replay_key)
+                if existing is not None:
+                    log.warning("delivery %s is a signed body stored before as %s (%s): not stored again",
+                                delivery_id, existing.delivery_id, existing.id)  # fmt: skip
             if existing is None:  # refused as a copy, yet gone: let its sender try again
                 gone = LookupError(f"delivery {delivery_id!r} was neither stored nor found")
                 outcomes.append(IntegrityError(self._insert.sql(len(arrivals)), None, gone))
@@ -599,6 +617,7 @@ class Inbox:
             "status": DeliveryStatus.QUEUED.value,
             "attempts": 0,
             "updated_at": delivery.received_at,
+            "replay_key": arrival.replay_key,
         }
 
     def get(self, id: int) -> StoredDelivery | None:
@@ -606,6 +625,15 @@ class Inbox:
             return None
         with self.db.transaction() as session:
             row = session.get(DeliveryRow, id)
+            return _stored(row) if row else None
+
+    def find_replayed(self, platform: Platform, replay_key: str) -> StoredDelivery | None:
+        """The delivery stored with this replay key (the same signed body), if any."""
+        with self.db.transaction() as session:
+            query = select(DeliveryRow).where(
+                DeliveryRow.platform == platform.value, DeliveryRow.replay_key == replay_key
+            )
+            row = session.scalars(query).first()
             return _stored(row) if row else None
 
     def find(self, platform: Platform, delivery_id: str) -> StoredDelivery | None:

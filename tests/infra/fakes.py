@@ -75,6 +75,9 @@ class SignedAdapter:
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         return headers.get(DELIVERY_HEADER) or None
 
+    def replay_key(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        return None
+
     def classify(self, payload: Any) -> Classified | None:
         if not isinstance(payload, dict):
             raise PayloadError("payload is not a JSON object")

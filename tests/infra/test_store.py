@@ -330,6 +330,18 @@ def test_requeue_by_id_or_every_failed_one(db: Database) -> None:
     assert {r.status for r in inbox.recent()} == {DeliveryStatus.QUEUED}
 
 
+def test_one_signed_body_under_several_delivery_ids_is_stored_once(db: Database) -> None:
+    inbox = Inbox(db)
+    arrive = [Arrival(delivery(f"d-{i}"), "k", "4016", replay_key="sha256:same-body") for i in range(3)]
+    first, *copies = inbox.record_many(arrive[:2])  # together, in one statement
+    assert isinstance(first, Recorded) and first.created
+    assert copies == [Recorded(first.id, created=False)]
+    assert inbox.record_many(arrive[2:]) == [Recorded(first.id, created=False)]  # later, on its own
+    # Deliveries without a key (Zendesk's) are told apart by their ids alone, as before.
+    plain = inbox.record_many([Arrival(delivery("z-1"), "k", "4016"), Arrival(delivery("z-2"), "k", "4016")])
+    assert [r.created for r in plain if isinstance(r, Recorded)] == [True, True]
+
+
 def test_recover_in_flight_takes_what_is_older_than_the_lease(db: Database) -> None:
     inbox = Inbox(db)
     queued, processing, retrying, young, done = (

@@ -57,6 +57,23 @@ def test_jiras_retry_of_the_same_delivery_is_a_duplicate(client: FlaskClient) ->
     assert again.status_code == 200 and again.json["status"] == "duplicate"
 
 
+def test_a_signed_body_sent_again_under_a_new_identifier_is_stored_once(
+    client: FlaskClient, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Jira signs the body, not X-Atlassian-Webhook-Identifier, and the body has no time limit: whoever
+    # holds one signed delivery could send it again under new identifiers, for ever, and make Tierup act.
+    body = raw("issue_updated__not_happy_label_added.json")
+    first = post(client, body, delivery_id="wh-1")
+    assert first.status_code == 202
+    for replayed in ("attacker-1", "attacker-2"):
+        again = post(client, body, delivery_id=replayed)
+        assert again.status_code == 200 and again.json == {"status": "duplicate", "id": first.json["id"]}
+    assert [r.delivery_id for r in runtime.inbox.recent()] == ["wh-1"]
+    assert "a signed body stored before as wh-1" in caplog.text
+    # Another event (another body) under a new identifier is a new delivery, as ever.
+    assert post(client, raw("issue_updated__confirm_label_added.json"), delivery_id="wh-2").status_code == 202
+
+
 @pytest.mark.parametrize(("signature", "status"), [(None, 401), ("sha256=" + "0" * 64, 401), ("sign", 202)])
 def test_signature_decides_between_401_and_202(client: FlaskClient, signature: str | None, status: int) -> None:
     assert post(client, raw("issue_updated__request_label_added.json"), signature=signature).status_code == status
