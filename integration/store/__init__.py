@@ -461,7 +461,7 @@ class _DeliveryInsert:
         self.sqlite = dialect.name == "sqlite"
         self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
         self._table = table.name
-        self._statements: dict[int, str] = {}
+        self._statements: dict[tuple[int, bool], str] = {}
         self.processors = [
             (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self.COLUMNS
         ]
@@ -469,14 +469,20 @@ class _DeliveryInsert:
         self._lock = threading.Lock()  # one statement at a time on the one connection
         self._raw: Any = None
 
-    def sql(self, rows: int) -> str:
-        """The statement for `rows` rows (made once per count)."""
-        statement = self._statements.get(rows)
+    def sql(self, rows: int, *, replay_keys: bool = False) -> str:
+        """The statement for `rows` rows (made once per count).
+
+        Rows with a replay key may conflict on it as well: any conflict skips them. Without,
+        only the delivery id's constraint is checked (on PostgreSQL every unique index named
+        as an arbiter is probed first, the primary key's too).
+        """
+        statement = self._statements.get((rows, replay_keys))
         if statement is None:
             row = "(" + ", ".join([self._mark] * len(self.COLUMNS)) + ")"
-            statement = self._statements[rows] = (
+            target = "" if replay_keys else "(platform, delivery_id) "
+            statement = self._statements[rows, replay_keys] = (
                 f"INSERT INTO {self._table} ({', '.join(self.COLUMNS)}) VALUES {', '.join([row] * rows)} "
-                "ON CONFLICT DO NOTHING RETURNING id, platform, delivery_id"
+                f"ON CONFLICT {target}DO NOTHING RETURNING id, platform, delivery_id"
             )
         return statement
 
@@ -485,7 +491,7 @@ class _DeliveryInsert:
         params: list[Any] = []
         for values in rows:
             params.extend(process(values[name]) if process else values[name] for name, process in self.processors)
-        sql = self.sql(len(rows))
+        sql = self.sql(len(rows), replay_keys=any(values["replay_key"] is not None for values in rows))
         try:
             return self._insert(sql, params, reconnect=True)
         except _Reconnect:
