@@ -389,10 +389,12 @@ class Worker:
         except _Behind as behind:
             return self._put_off(row, behind)
         except StaleDecision as exc:
-            # This worker stalled past its lease and another one ran the ticket meanwhile: its
-            # record stands, and this delivery's row is left as that worker (or recovery) has it.
+            # Another worker recorded a decision on this ticket since this one read it (it ran the
+            # ticket while this one stalled past its lease): its record stands.
             log.warning("decision not recorded: %s", exc)
-            return Outcome.SKIPPED
+            if self.inbox.keep_claim(row.id, this_process(), self.clock()):
+                return self._retry_later(row, exc)  # still this worker's delivery: decided again on what is now
+            return Outcome.SKIPPED  # run by that worker too: left as it has it
         except (TransientError, Conflict) as exc:
             return self._retry_later(row, exc)
         except DatabaseUnavailable as exc:

@@ -312,11 +312,12 @@ def test_a_decision_another_worker_overtook_is_not_recorded(
         plain_apply(*args, **kwargs)
 
     adapter.scripted.apply = meanwhile  # type: ignore[method-assign]
-    assert runtime.worker.process(2) == [(2, Outcome.SKIPPED)]
+    assert runtime.worker.process(2) == [(2, Outcome.RETRYING)]  # still its own: decided again later
     escalation = runtime.escalations.load(Platform.ZENDESK, "4016")
     assert escalation is not None and escalation.state is State.CANCELLED  # the other's record stands
     history = runtime.escalations.history(Platform.ZENDESK, "4016")
     assert [e.transition.delivery_id for e in history] == ["zd-1", "zd-3"]
+    assert "moved on since it was read" in (stored(runtime, 2).last_error or "")
 
 
 def test_one_job_runs_the_tickets_earlier_deliveries_first(
