@@ -441,11 +441,11 @@ class _DeliveryInsert:
     are exactly what the ORM stores. Deliveries arriving together are written by one statement
     (integration.intake), which skips the ones already stored (ON CONFLICT DO NOTHING: the
     unique constraints on platform + delivery id and platform + replay key decide, even between
-    processes) and returns
-    the ids of those it stored. The statement commits on its own (autocommit): on SQLite the
-    write lock is then held only inside the statement, never while Python (waiting for the GIL
-    among gunicorn's threads) runs between BEGIN and COMMIT, which made writers in the other
-    processes back off and sleep; on PostgreSQL it saves the BEGIN and COMMIT round trips.
+    processes) and returns the ids of those it stored. The statement commits on its own
+    (autocommit): on SQLite the write lock is then held only inside the statement, never while
+    Python (waiting for the GIL among gunicorn's threads) runs between BEGIN and COMMIT, which
+    made writers in the other processes back off and sleep; on PostgreSQL it saves the BEGIN
+    and COMMIT round trips.
     DBAPI errors come out as SQLAlchemy's.
     """
 
