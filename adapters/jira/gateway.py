@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from jira import JIRA, JIRAError
@@ -284,12 +285,22 @@ class JiraGateway:
             raise gateway_error(exc, operation, self.clock()) from None
         except requests.RequestException as exc:
             raise gateway_error(exc, operation, self.clock()) from None
+        if response.history:
+            # Redirected (to a sign-in page, say): a POST was sent on as a GET and nothing written.
+            first = response.history[0]
+            where = urlsplit(first.headers.get("Location", "")).path or "elsewhere"
+            raise PermanentError(
+                f"{operation}: Jira answered {first.status_code}, sending it to {where}: "
+                "check JIRA_URL and the credentials"
+            )
         if not response.content:
             return None
         try:
             return response.json()
         except ValueError:
-            raise PermanentError(f"{operation}: Jira answered with something that is not JSON") from None
+            # A proxy's page in place of Jira's answer, as the Zendesk gateway takes it: try again later.
+            kind = response.headers.get("Content-Type", "no content type")
+            raise TransientError(f"{operation}: Jira answered {response.status_code} without JSON ({kind})") from None
 
     def own_accounts(self) -> frozenset[str]:
         """Tierup's own account ids (JIRA_BOT_ACCOUNT, else asked of Jira once)."""

@@ -319,6 +319,21 @@ def test_a_request_jira_url_makes_impossible_is_permanent(site: Site) -> None:
         gateway().apply("SUP-7", [AddTags(("escalated",))], snapshot=None, key="k:1")
 
 
+def test_a_proxy_page_in_place_of_jiras_answer_is_transient(site: Site) -> None:
+    site.rsps.post(site.api("issue/SUP-7/comment"), status=200, body="<html>Maintenance</html>",
+                   content_type="text/html")  # fmt: skip
+    with pytest.raises(TransientError, match=r"Jira answered 200 without JSON \(text/html"):
+        gateway().apply("SUP-7", [InternalNote("<p>x</p>")], snapshot=None, key="k:1")
+
+
+def test_a_redirected_call_is_permanent_and_says_where_it_went(site: Site) -> None:
+    # requests would send the POST on as a GET to the sign-in page: nothing is written there.
+    site.rsps.post(site.api("issue/SUP-7/comment"), status=302, headers={"Location": f"{SITE}/login.jsp"})
+    site.rsps.get(f"{SITE}/login.jsp", status=200, body="<html>Log in</html>", content_type="text/html")
+    with pytest.raises(PermanentError, match=r"answered 302, sending it to /login\.jsp: check JIRA_URL"):
+        gateway().apply("SUP-7", [InternalNote("<p>x</p>")], snapshot=None, key="k:1")
+
+
 def test_409_is_a_conflict(site: Site) -> None:
     site.rsps.put(site.api("issue/SUP-7"), status=409, json={"errorMessages": ["The issue was changed."]})
     with pytest.raises(Conflict):
