@@ -71,6 +71,10 @@ def handle_event(
     escalation = store.load(event.platform, ref) if ref else None
     if escalation and escalation.last_event_at and event.received_at < escalation.last_event_at:
         return Ignored(f"older than the last event applied ({escalation.last_event_at.isoformat()})", ref)
+    if escalation and event.delivery_id and any(t.delivery_id == event.delivery_id for t in escalation.history):
+        # A redrive of a processed delivery, or a platform's copy that got past the inbox: its
+        # replies and notes went out once already.
+        return Ignored(f"delivery {event.delivery_id} was applied already", ref)
     waiting = escalation is not None and escalation.state is State.NEEDS_INFO
     if isinstance(event, EscalationRequest) and event.follow_up and not waiting:
         return Ignored("a follow-up on a ticket that is not waiting for information", ref)

@@ -61,3 +61,13 @@ def test_a_late_older_event_does_not_undo_a_newer_state() -> None:
     result = run(older, store=store)
     assert isinstance(result, Ignored) and "older than the last event" in result.reason
     assert len(store.decisions) == 1
+
+
+def test_a_delivery_applied_already_is_not_applied_again() -> None:
+    # A redrive of a processed delivery (or a copy that got past the inbox) must not reply twice.
+    store, gateway = MemoryStore(), DryRunGateway(platform=request().platform)
+    first = request(rationale=None, delivery_id="d-1")  # needs_info: a public reply asking for it
+    run(first, store=store, gateway=gateway)
+    again = run(replace(first, received_at=NOW.replace(minute=5)), store=store, gateway=gateway)
+    assert isinstance(again, Ignored) and again.reason == "delivery d-1 was applied already"
+    assert len(gateway.planned) == 1 and len(store.decisions) == 1
