@@ -227,6 +227,10 @@ class _HeldStore:
         self.decision = decision
 
 
+# States in which a breach the sweep finds late is still to be escalated (see _Sweep.event_time).
+_BREACH_STILL_ESCALATES = frozenset({State.DEFERRED, State.NEEDS_INFO, State.URGENCY_REQUESTED})
+
+
 @dataclass
 class _RecordingStore:
     """Loads from the database and records each decision that changes something there (the audit trail)."""
@@ -547,12 +551,16 @@ class _Sweep:
     def event_time(self, breach: Breach, escalation: Escalation | None) -> datetime:
         """When the breach counts as having arrived: its own time, so an older breach never undoes a later outcome.
 
-        A request deferred after the breach happened (the platform had not shown it yet) waits
-        for exactly this breach, so it is woken now rather than ignored as older.
+        Where nothing is escalated yet, though, a breach the platform showed only after a later
+        event is not undone by it and must not be lost as older: a request deferred after the
+        breach happened waits for exactly this breach, and one asked for its rationale or noted
+        as urgency is still an SLA breach that nobody escalated (SH3). Those are taken now. An
+        escalation already open has it in hand; one a lead turned down after the breach, and a
+        solved ticket, keep their outcome.
         """
         if (
             escalation is not None
-            and escalation.state is State.DEFERRED
+            and escalation.state in _BREACH_STILL_ESCALATES
             and escalation.last_event_at is not None
             and escalation.last_event_at >= breach.breached_at
         ):

@@ -561,6 +561,27 @@ def test_a_ticket_the_worker_holds_is_swept_on_the_next_run(
     assert [[t["id"] for t in b] for b in zendesk.bulk_bodies()] == [[4017], [4016]]
 
 
+def test_sh3_a_breach_shown_after_a_request_waiting_for_its_rationale_is_still_escalated(
+    new_runtime: NewRuntime, zendesk: ZendeskSweepApi, sleeps: Sleeps
+) -> None:
+    # 09:58 the reply-time target breaches; 10:00 a request without rationale (LR3: needs info);
+    # 10:05 the sweep sees the breach. Dated 09:58 it was "older than the last event" and lost.
+    clock = Clock(NOW)
+    runtime = with_sleeps(new_runtime({**env(), "TIERUP_POLICY": "lead-review"}, clock=clock), sleeps)
+    zendesk.open_tickets(["4016"])
+    push(runtime, changed(fixture("trigger_escalation_requested.json"), escalation__rationale=""), "01HQNEEDINFO0001")
+    waiting = runtime.escalations.load(Platform.ZENDESK, "4016")
+    assert waiting is not None and waiting.state is State.NEEDS_INFO
+    zendesk.events = [metric_event(501, 4016, "breach", NOW - timedelta(minutes=2))]
+    clock.now = NOW + timedelta(minutes=5)
+
+    report = sweep_runtime(runtime, sleeps, since=NOW - timedelta(hours=1))
+
+    escalation = runtime.escalations.load(Platform.ZENDESK, "4016")
+    assert escalation is not None and escalation.state is State.ESCALATED
+    assert report.tickets_escalated == 1 and "sla_breached" in zendesk.tags("4016")
+
+
 # --- SD1: a deferred request wakes up ------------------------------------------------------------
 
 
