@@ -286,7 +286,12 @@ def handle_escalation_requested(body: Obj, delivery: Delivery, context: ParseCon
             ticket.opt_text("description"),
             body.opt_text("comment"),
         )
-        named = find_ticket_reference(Platform.ZENDESK, subject, description, reply, exclude=ref)
+        # The subject first, then the body; but a reply to our request for the number (SD8) is the
+        # sender's answer, read before an email that named a number that would not do.
+        original = (description or "").strip()
+        answered = bool(reply and reply.strip()) and not (original and original in (reply or ""))
+        texts = (reply, subject, description) if answered else (subject, description, reply)
+        named = find_ticket_reference(Platform.ZENDESK, *texts, exclude=ref)
         if channel is Channel.EMAIL:
             # An email has no fields: the reason, rationale and preferred contact (SD4) are in its text.
             common["reason"] = common["reason"] or find_reason(subject, description, reply)
