@@ -9,9 +9,18 @@ from integration.model import Platform, Reason
 from integration.policy import REASON_LABELS
 
 # Zendesk numbers: "#12345", "ticket 12345", "ticket #12345", "request no. 12345", "case: 12345".
+# A bare "#" takes two digits or more ("our #1 priority" names no ticket), and a number followed
+# by a unit of time is a count ("a ticket 3 days ago", "in case 2 weeks pass").
 _NUMBER = re.compile(
-    r"(?:#\s?(\d{1,12})\b)|(?:\b(?:ticket|request|case|incident)(?:\s+(?:no\.?|number|num\.?|id))?\s*[:#]?\s*#?(\d{1,12})\b)",
+    r"(?:#\s?(\d{2,12})\b)|(?:\b(?:ticket|request|case|incident)(?:\s+(?:no\.?|number|num\.?|id))?\s*[:#]?\s*#?(\d{1,12})\b)"
+    r"(?!\s*(?:seconds?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?)\b)",
     re.IGNORECASE | re.ASCII,  # ASCII digits: "#٣٤٥" names no ticket
+)
+# A "#" number after one of these words is that thing's number, not a ticket's.
+_NOT_A_TICKET = re.compile(
+    r"\b(?:order|invoice|inv|po|purchase order|suite|ste|apt|unit|room|tel|phone|fax|ext|color|colour|item|sku)"
+    r"[.:]?\s*(?:no\.?|number)?[.:]?\s*$",
+    re.IGNORECASE,
 )
 # Jira keys: "ABC-123" (project keys start with a letter, 2-10 characters).
 _KEY = re.compile(r"\b([A-Z][A-Z0-9_]{1,9}-\d{1,9})\b", re.ASCII)
@@ -37,6 +46,8 @@ def find_ticket_reference(
         else:
             for match in _NUMBER.finditer(text):
                 number = match.group(1) or match.group(2)
+                if match.group(1) and _NOT_A_TICKET.search(text[max(0, match.start() - 24) : match.start()]):
+                    continue  # "Order #12345", "Suite #200", "Tel: #5551234"
                 if number and number != exclude:
                     return number
     return None

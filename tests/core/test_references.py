@@ -19,6 +19,12 @@ from integration.references import find_ticket_reference
         ("Escalate #12 please", "see ticket 34", "12"),  # the subject wins
         ("Meeting at 10:30", "Call me on 0161 496 0000", None),  # bare numbers are not tickets
         ("Escalate ticket #\u0663\u0664\u0665", "", None),  # Arabic-Indic digits: no ticket is numbered so
+        # Numbers that are something else: a rank, a count of days, an order, an invoice, a phone.
+        ("Urgent", "This is our #1 priority. Please escalate ticket #4016.", "4016"),
+        ("Escalation", "I opened a ticket 3 days ago (#4016) and nobody answered.", "4016"),
+        ("Escalation", "Order #12345 is stuck, see ticket 4016.", "4016"),
+        ("Escalation", "Invoice #2026-0042 was wrong; it is request no. 4016", "4016"),
+        ("Escalation", "In case 2 days pass, call me. Tel: #5551234", None),
     ],
 )
 def test_zendesk_numbers(subject: str, body: str | None, expected: str | None) -> None:
