@@ -819,6 +819,11 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
         # LR1: only authorised people may escalate.
         if policy.authorisation is not None and not policy.authorisation.allows(req.requested_by):
             note = policy.render("unauthorised_note", **ctx)
+            if escalation is not None and d.state in (State.NEEDS_INFO, State.DEFERRED):
+                # An authorised person's request is pending: this one is noted and leaves it as it is.
+                return d.finish(event, escalation.state, escalation, "unauthorised",
+                                "requester not authorised; the earlier request stands", [InternalNote(note)], actor,
+                                ref, req.delivery_id)  # fmt: skip
             return out(State.CANCELLED, "unauthorised", "requester not authorised", [InternalNote(note)])
         if req.reason is None:
             reply = policy.render("reason_reply", **ctx)

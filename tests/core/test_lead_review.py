@@ -82,6 +82,15 @@ def test_an_authorised_email_request_is_linked_and_answered_on_its_own_ticket(po
     assert isinstance(answer, PublicReply) and "will reply to you there" in answer.body
 
 
+def test_lr1_an_unauthorised_request_leaves_an_authorised_one_waiting_for_its_rationale(policy: Policy) -> None:
+    waiting = decide(policy, None, request(rationale=None), NOW).escalation  # the champion's: needs info
+    assert waiting.state is State.NEEDS_INFO
+    d = decide(policy, waiting, request(requested_by=STRANGER, delivery_id="d-2"), NOW + timedelta(minutes=5))
+    assert d.state is State.NEEDS_INFO and d.rule == "LR1"  # not cancelled under the champion
+    assert [type(a) for a in d.actions] == [InternalNote]
+    assert d.escalation.requested_by == CHAMPION  # whose rationale is still awaited
+
+
 def test_lr1_authorised_by_role_or_tag(policy: Policy) -> None:
     employee = Person(id="7", tags=frozenset({"club_employee"}))
     assert decide(policy, None, request(requested_by=employee), NOW).state is State.ESCALATED
