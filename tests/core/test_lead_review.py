@@ -183,6 +183,13 @@ def test_lr6_lead_cancels_with_feedback(policy: Policy) -> None:
     assert "Resolution was correct; see KB-12 &lt;script&gt;" in reply(d)
 
 
+def test_lr6_a_cancel_without_feedback_sends_no_empty_feedback_line(policy: Policy) -> None:
+    escalated = decide(policy, None, request(), NOW).escalation
+    d = decide(policy, escalated, command(Command.CANCEL, escalated), NOW)
+    assert d.state is State.CANCELLED and "does not qualify" in reply(d)
+    assert "Feedback:" not in reply(d)
+
+
 def test_lr7_confirm_sets_first_contact_two_business_days(policy: Policy) -> None:
     escalated = decide(policy, None, request(), NOW).escalation
     d = decide(policy, escalated, command(Command.CONFIRM, escalated), NOW + timedelta(hours=2))
