@@ -40,6 +40,8 @@ def _table() -> dict[tuple[State | None, str], frozenset[State]]:
     for state in (*_AWAITING, State.CANCELLED):
         table[(state, Command.NOT_HAPPY.value)] = frozenset({State.LEVEL_2})
         table[(state, Command.RESOLVE.value)] = frozenset({State.RESOLVED})
+    # SD11: not happy with the outcome, a solved ticket's included (as a second request is).
+    table[(State.RESOLVED, Command.NOT_HAPPY.value)] = frozenset({State.LEVEL_2})
     return table
 
 

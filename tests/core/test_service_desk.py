@@ -190,6 +190,14 @@ def test_sd11_not_happy_command_after_cancel(policy: Policy) -> None:
     assert d.state is State.LEVEL_2 and d.escalation.group == HEAD
 
 
+def test_sd11_not_happy_after_the_ticket_was_solved(policy: Policy) -> None:
+    # SD9: solving the ticket resolves the escalation; the outcome is then what SD11 is about.
+    escalated = decide(policy, None, request(), NOW).escalation
+    resolved = decide(policy, escalated, command(Command.RESOLVE, escalated), NOW).escalation
+    d = decide(policy, resolved, command(Command.NOT_HAPPY, resolved, actor=STRANGER), NOW + timedelta(days=1))
+    assert d.state is State.LEVEL_2 and d.escalation.group == HEAD
+
+
 def test_sh3_sla_breach_tags_and_escalates(policy: Policy) -> None:
     breach = request(channel=Channel.SLA_BREACH, reason=Reason.SLA_VIOLATION, rationale=None)
     d = decide(policy, None, breach, NOW)
