@@ -136,3 +136,30 @@ def find_preferred_contact(*texts: str | None) -> str | None:
         if match and match.group(1).strip():
             return match.group(1).strip()[:_MAX_CONTACT]
     return None
+
+
+# --- an email's own words, without what comes along (SD3, SD4) ------------------------------------
+
+MAX_RATIONALE = 2000  # as the form's field (integration.forms)
+
+# Where an email's own text ends: a signature's "-- ", the quoted message a reply carries, a
+# forwarded or original message, Zendesk's reply marker.
+_EMAIL_TAIL = re.compile(
+    r"^(?:--\s*$|On\s.{1,200}\swrote:\s*$|-{2,}\s*(?:Original|Forwarded)\s+Message\s*-{2,}|##-\s.*\s-##|>)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def email_rationale(text: str | None) -> str | None:
+    """The rationale an email gives: its own words, without signature or quoted history, at most 2,000 characters.
+
+    The whole thread went into the internal note before: a reply quoting the history, a
+    disclaimer and a signature made a note of ten thousand characters.
+    """
+    if not text:
+        return text
+    tail = _EMAIL_TAIL.search(text)
+    own = (text[: tail.start()] if tail and tail.start() > 0 else text).strip()
+    if len(own) > MAX_RATIONALE:
+        own = own[: MAX_RATIONALE - 1].rstrip() + "…"
+    return own or None

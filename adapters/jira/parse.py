@@ -64,7 +64,7 @@ from integration.model import (
 )
 from integration.policy import REASON_LABELS
 from integration.ports import Classified, Delivery, PayloadError
-from integration.references import find_preferred_contact, find_reason, find_ticket_reference
+from integration.references import email_rationale, find_preferred_contact, find_reason, find_ticket_reference
 
 
 class JiraPayloadError(PayloadError):
@@ -514,14 +514,15 @@ def handle_issue_created(payload: Json, ctx: _Context) -> Event | Ignored:
     f = ctx.settings.fields
     summary, description = fields.opt_text("summary"), field_text(fields, "description")
     reason_text = field_text(fields, f.reason)
-    rationale = field_text(fields, f.rationale) or description
+    given = field_text(fields, f.rationale)
     named = find_ticket_reference(
-        Platform.JIRA, summary, description, rationale, exclude=key, projects=ctx.settings.projects
+        Platform.JIRA, summary, description, given or description, exclude=key, projects=ctx.settings.projects
     )
     # A form fills the reason field; an email has only a subject and a body, which say the reason
     # and the preferred contact (SD4) in words.
     channel = Channel.FORM if reason_text else Channel.EMAIL
     email = channel is Channel.EMAIL
+    rationale = given or (email_rationale(description) if email else description)
     return EscalationRequest(
         platform=Platform.JIRA,
         ticket_ref=named,

@@ -43,7 +43,7 @@ from integration.model import (
 )
 from integration.policy import Tags
 from integration.ports import Classified, Delivery, PayloadError
-from integration.references import find_preferred_contact, find_reason, find_ticket_reference
+from integration.references import email_rationale, find_preferred_contact, find_reason, find_ticket_reference
 
 log = logging.getLogger("tierup.zendesk")
 
@@ -295,7 +295,7 @@ def handle_escalation_requested(body: Obj, delivery: Delivery, context: ParseCon
         if channel is Channel.EMAIL:
             # An email has no fields: the reason, rationale and preferred contact (SD4) are in its text.
             common["reason"] = common["reason"] or find_reason(subject, description, reply)
-            common["rationale"] = common["rationale"] or description
+            common["rationale"] = common["rationale"] or email_rationale(description)
             common["preferred_contact"] = common["preferred_contact"] or find_preferred_contact(description, reply)
         return EscalationRequest(ticket_ref=named, origin_ref=ref, **common)
     return EscalationRequest(ticket_ref=ref, ticket=_trigger_hint(body), **common)

@@ -186,6 +186,18 @@ def test_a_number_in_the_subject_escalates_that_ticket_links_both_and_solves_the
     assert one(done, SetDue).due.isoformat() == "2026-03-10T11:00:00+00:00"
 
 
+def test_the_rationale_is_the_emails_own_words_not_its_signature_or_history(
+    client: FlaskClient, runtime: Runtime, api: FakeZendesk
+) -> None:
+    api.show(TICKET)
+    body = ("The fix you sent did not work: members cannot check in.\n-- \nPat Champion | Tel 555 0100\n\n"
+            "On Mon, 9 Mar 2026, Acme Support wrote:\n> We have deployed the fix.")  # fmt: skip
+    assert deliver(client, runtime, email("Escalation #4016", body)) == 202
+    note = one(last_transition(runtime, TICKET), InternalNote).body
+    assert "Rationale: The fix you sent did not work: members cannot check in." in note
+    assert "Tel 555 0100" not in note and "deployed the fix" not in note
+
+
 def test_a_number_in_the_body_is_found_there(client: FlaskClient, runtime: Runtime, api: FakeZendesk) -> None:
     api.show(TICKET)
     payload = email("Please escalate", "Our ticket 4016 was closed without a fix.\nReason: wrong resolution\nPat")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from integration.model import Platform
-from integration.references import find_ticket_reference
+from integration.references import email_rationale, find_ticket_reference
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,19 @@ def test_the_request_ticket_itself_is_skipped() -> None:
     subject = "Re: [SUP-900] Escalation received"
     assert find_ticket_reference(Platform.JIRA, subject, "about SUP-12", exclude="SUP-900") == "SUP-12"
     assert find_ticket_reference(Platform.ZENDESK, "Re: #9001", "about #12", exclude="9001") == "12"
+
+
+@pytest.mark.parametrize(
+    ("text", "rationale"),
+    [
+        ("The fix did not work.\n-- \nPat Champion\nTel 0161 496 0000", "The fix did not work."),
+        ("Still broken.\n\nOn Tue, 10 Mar 2026 at 09:00, Acme Support wrote:\n> Please try again", "Still broken."),
+        ("We lose money.\n-----Original Message-----\nFrom: x", "We lose money."),
+        ("> all quoted, no words of its own", "> all quoted, no words of its own"),  # kept rather than lost
+        ("Members cannot check in.\n\n##- Please type your reply above this line -##\nold", "Members cannot check in."),
+        ("x" * 5000, "x" * 1999 + "…"),
+        (None, None),
+    ],
+)
+def test_an_emails_rationale_is_its_own_words(text: str | None, rationale: str | None) -> None:
+    assert email_rationale(text) == rationale
