@@ -729,6 +729,11 @@ def _carry_over(policy: Policy, req: EscalationRequest, decision: Decision) -> D
     )
 
 
+def _has_outcome(escalation: Escalation) -> bool:
+    """Whether the requester has had an outcome to be unhappy with (SD11): a review, or contact."""
+    return escalation.state in (State.CONFIRMED, State.RECLASSIFIED) or escalation.contacted_at is not None
+
+
 def _decide_request(policy: Policy, escalation: Escalation | None, req: EscalationRequest, now: datetime) -> Decision:
     if escalation is not None and escalation.state is State.NEEDS_INFO:
         # The answer to a needs-info reply completes the earlier request (LR3).
@@ -805,7 +810,9 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
                 event, escalation.state, escalation, "sla_breach", "SLA breached; already escalated",
                 actions, actor, ref, req.delivery_id,
             )  # fmt: skip
-        if policy.second_request_level_up:
+        # SD11 is about the outcome: asked again before anyone reviewed or contacted them, the
+        # requester repeats the request (a second click, a second email), which changes nothing.
+        if policy.second_request_level_up and _has_outcome(escalation):
             return _level_up(d, escalation, event, actor, "second_request", "requester asked again", req.delivery_id)
         return d.finish(
             event, escalation.state, escalation, "escalate", "already escalated", [], actor, ref, req.delivery_id

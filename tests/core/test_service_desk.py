@@ -175,12 +175,20 @@ def test_sd10_after_hours_request_due_next_morning(policy: Policy) -> None:
 
 def test_sd11_not_happy_goes_to_the_head_of_service_delivery(policy: Policy) -> None:
     escalated = decide(policy, None, request(), NOW).escalation
-    d = decide(policy, escalated, request(delivery_id="d-9"), NOW + timedelta(days=1))
+    contacted = replace(escalated, contacted_at=NOW + timedelta(minutes=40))  # the outcome (SD9)
+    d = decide(policy, contacted, request(delivery_id="d-9"), NOW + timedelta(days=1))
     assert d.state is State.LEVEL_2
     assert d.rule == "SD11"
     assert d.escalation.level == 2 and d.escalation.group == HEAD
     assert d.actions[:2] == (AddTags(("escalation_level_2",)), AssignGroup(HEAD))
     assert "Head of Service Delivery" in reply(d)
+
+
+def test_sd11_asking_again_before_any_outcome_changes_nothing(policy: Policy) -> None:
+    # A second click of the macro, a second email: not "unhappy with the outcome" (there is none yet).
+    escalated = decide(policy, None, request(), NOW).escalation
+    d = decide(policy, escalated, request(delivery_id="d-2"), NOW + timedelta(minutes=5))
+    assert d.state is State.ESCALATED and d.escalation.level == 1 and d.actions == ()
 
 
 def test_sd11_not_happy_command_after_cancel(policy: Policy) -> None:

@@ -8,6 +8,7 @@ zenpy (answered by `responses`), and checks the exact PUT body and the API calls
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ import responses
 
 from adapters.zendesk import ZendeskAdapter, build_adapter
 from adapters.zendesk.gateway import html_to_text
-from integration.model import Decision, Ignored, InternalNote, PublicReply, State
+from integration.model import Decision, Ignored, InternalNote, Platform, PublicReply, State
 from integration.policy import load_policy
 from integration.service import MemoryStore, handle_event, transition_key
 from tests.zendesk.helpers import (
@@ -390,6 +391,9 @@ def test_sd11_a_second_request_goes_to_the_head_of_service_delivery(api: FakeZen
     w = World("service-desk", api)
     api.show()
     w.deliver(request())
+    # The managers called the requester back (an outcome, SD9): now they are not happy with it.
+    key = (Platform.ZENDESK, TICKET)
+    w.store.escalations[key] = replace(w.store.escalations[key], contacted_at=NOW + timedelta(minutes=40))
     api.show(ticket__tags=["escalated", "gym"], ticket__group_id=MANAGERS)
     d = w.deliver(fixture(second), at=NOW + timedelta(hours=4))
     assert isinstance(d, Decision) and d.state is State.LEVEL_2 and d.rule == "SD11"
