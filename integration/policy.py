@@ -739,7 +739,8 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
         # The answer to a needs-info reply completes the earlier request (LR3).
         req = replace(
             req,
-            reason=req.reason or escalation.reason,
+            # A follow-up only completes: a reason it happens to mention never replaces the one given.
+            reason=(escalation.reason or req.reason) if req.follow_up else (req.reason or escalation.reason),
             rationale=req.rationale or escalation.rationale,
             preferred_contact=req.preferred_contact or escalation.preferred_contact,
             requested_by=escalation.requested_by if req.follow_up and escalation.requested_by else req.requested_by,

@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -562,7 +562,9 @@ def _comment_follow_up(payload: Json, issue: Json, comment: Json, ctx: _Context)
     if body is None:
         return Ignored("empty comment", key)
     at = payload.millis("timestamp") or ctx.received_at
-    return _request(issue, ctx, person(author, Role.END_USER), at, follow_up=True, rationale=body.strip())
+    request = _request(issue, ctx, person(author, Role.END_USER), at, follow_up=True, rationale=body.strip())
+    # The answer to "please tell us why" says it in words (LR3), where no reason field does.
+    return request if request.reason else replace(request, reason=find_reason(body))
 
 
 SLA_BREACHED_EVENT = "tierup:sla_breached"

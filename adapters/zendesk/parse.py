@@ -331,7 +331,7 @@ def handle_follow_up(body: Obj, delivery: Delivery, context: ParseContext) -> Ev
         ticket_ref=ref,
         requested_by=_person(body.obj("requester"), org.name if org else None),
         channel=_channel(body.opt_text("channel")),
-        reason=None,
+        reason=find_reason(reply),  # the answer to "please tell us why" says it in words (LR3)
         received_at=delivery.received_at,
         rationale=reply,
         ticket=_trigger_hint(body),
@@ -464,9 +464,10 @@ def handle_ticket_comment_added(body: Obj, delivery: Delivery, context: ParseCon
         )  # fmt: skip
     if context.tags.needs_info not in hint.tags:
         return Ignored("a requester's reply on a ticket not waiting for information", ref)
+    answer = comment.opt_text("body")
     return EscalationRequest(
-        platform=Platform.ZENDESK, ticket_ref=ref, requested_by=person, channel=Channel.MACRO, reason=None,
-        received_at=when, rationale=comment.opt_text("body"), ticket=hint, follow_up=True,
+        platform=Platform.ZENDESK, ticket_ref=ref, requested_by=person, channel=Channel.MACRO,
+        reason=find_reason(answer), received_at=when, rationale=answer, ticket=hint, follow_up=True,
     )  # fmt: skip
 
 

@@ -91,6 +91,14 @@ def test_lr1_an_unauthorised_request_leaves_an_authorised_one_waiting_for_its_ra
     assert d.escalation.requested_by == CHAMPION  # whose rationale is still awaited
 
 
+def test_lr3_a_reason_a_follow_up_mentions_never_replaces_the_one_given(policy: Policy) -> None:
+    waiting = decide(policy, None, request(rationale=None), NOW).escalation  # wrong resolution, no rationale
+    answer = request(reason=Reason.SLA_VIOLATION, rationale="We have waited two days for an answer.",
+                     follow_up=True, delivery_id="d-2")  # fmt: skip
+    d = decide(policy, waiting, answer, NOW + timedelta(hours=1))
+    assert d.state is State.ESCALATED and d.escalation.reason is Reason.WRONG_RESOLUTION
+
+
 def test_lr1_authorised_by_role_or_tag(policy: Policy) -> None:
     employee = Person(id="7", tags=frozenset({"club_employee"}))
     assert decide(policy, None, request(requested_by=employee), NOW).state is State.ESCALATED

@@ -148,6 +148,21 @@ def test_lr3_missing_rationale_needs_info_then_the_reply_escalates(api: FakeZend
     assert "2000 PLN" in put["ticket"]["custom_fields"][0]["value"]
 
 
+def test_lr3_a_request_without_a_reason_is_completed_by_the_reply_that_gives_one(api: FakeZendesk) -> None:
+    w = World("lead-review", api)
+    api.show()
+    d = w.deliver(request(escalation__reason="", ticket__tags="escalation_requested gym"))
+    assert isinstance(d, Decision) and d.state is State.NEEDS_INFO and "Please tell us why" in reply(d)
+
+    # The answer to "please tell us why" says it in words; before, every reply asked again, for ever.
+    api.show(ticket__tags=["escalation_needs_info", "gym"])
+    words = "The fix you sent did not work: we lose 2000 PLN a day."
+    answer = changed(fixture("trigger_follow_up.json"), comment=words)
+    d2 = w.deliver(answer, at=NOW + timedelta(hours=1))
+    assert isinstance(d2, Decision) and d2.state is State.ESCALATED and d2.rule == "LR5"
+    assert d2.escalation.reason is not None and d2.escalation.reason.value == "wrong_resolution"
+
+
 def test_lr4_au_organisation_routes_to_the_apac_leads(api: FakeZendesk) -> None:
     w = World("lead-review", api)
     # The region comes from the organisation's `region` field in the side-loaded read.
