@@ -745,6 +745,15 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
             preferred_contact=req.preferred_contact or escalation.preferred_contact,
             requested_by=escalation.requested_by if req.follow_up and escalation.requested_by else req.requested_by,
         )
+    wakes = escalation is not None and escalation.state is State.DEFERRED and req.channel is Channel.SLA_BREACH
+    if wakes and escalation is not None:
+        # SD1: the breach wakes the customer's deferred request; why they asked and how to reach
+        # them (SD4) are still theirs, as is the request (the sweep is only who acted now).
+        req = replace(
+            req,
+            rationale=escalation.rationale or req.rationale,
+            preferred_contact=escalation.preferred_contact or req.preferred_contact,
+        )
     d = _Decider(policy, escalation, req, now)
     tags = policy.tags
     ticket = req.ticket
@@ -762,7 +771,7 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
         previous_group=escalation.previous_group if escalation else (ticket.group if ticket else None),
         reason=req.reason,
         rationale=req.rationale,
-        requested_by=req.requested_by,
+        requested_by=(escalation.requested_by if wakes and escalation else None) or req.requested_by,
         preferred_contact=req.preferred_contact,
         region=region,
         requested_at=req.received_at,

@@ -14,6 +14,7 @@ from integration.model import (
     Command,
     Decision,
     InternalNote,
+    Person,
     Priority,
     PublicReply,
     Reason,
@@ -29,6 +30,7 @@ MANAGERS = "Service Desk Managers"
 HEAD = "Head of Service Delivery"
 # SD10: Tue 10 Mar 2026 10:00 London (GMT) + 1 business hour.
 DUE = datetime(2026, 3, 10, 11, 0, tzinfo=UTC)
+SWEEP = Person(id="tierup-sla-sweep", name="Tierup SLA sweep")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,8 @@ def test_sd1_deferred_request_escalated_when_the_sla_breaches(policy: Policy) ->
     deferred = decide(policy, None, request(**within_sla()), NOW).escalation
     later = NOW + timedelta(hours=3, minutes=1)
     breach = request(
-        channel=Channel.SLA_BREACH, reason=Reason.SLA_VIOLATION, received_at=later,
+        channel=Channel.SLA_BREACH, reason=Reason.SLA_VIOLATION, received_at=later, requested_by=SWEEP,
+        rationale=None, preferred_contact=None,
         ticket=ticket(tags=frozenset({"escalation_deferred"}), slas=(sla(breach_at=later, breached=True),)),
     )  # fmt: skip
     d = decide(policy, deferred, breach, later)
@@ -74,6 +77,9 @@ def test_sd1_deferred_request_escalated_when_the_sla_breaches(policy: Policy) ->
         AssignGroup(MANAGERS),
     )
     assert "service level on this ticket has now expired" in reply(d)
+    # Still the customer's request (SD4): who asked, why, and how to reach them.
+    assert d.escalation.requested_by == deferred.requested_by and d.transition.actor == SWEEP.id
+    assert d.escalation.rationale == deferred.rationale and d.escalation.preferred_contact == deferred.preferred_contact
 
 
 def test_sd1_breached_sla_escalates_at_once(policy: Policy) -> None:
