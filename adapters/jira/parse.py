@@ -511,12 +511,24 @@ def handle_issue_created(payload: Json, ctx: _Context) -> Event | Ignored:
     matches, request_type = is_escalation_request_type(fields, ctx.settings.escalation_request_type)
     if not matches:
         return Ignored(f"not an escalation request (request type {request_type or 'none'})", key)
+    return _escalation_request(issue, ctx, reporter, payload.millis("timestamp") or ctx.received_at)
+
+
+def _escalation_request(
+    issue: Json, ctx: _Context, reporter: Json | None, at: datetime, answer: str | None = None
+) -> EscalationRequest:
+    """The request an escalation request issue makes: the issue it names, why, and how to reach its reporter.
+
+    `answer` is the reporter's reply to the SD8 answer ("please tell us the number"): read first.
+    """
+    key = issue.text("key")
+    fields = issue.obj("fields")
     f = ctx.settings.fields
     summary, description = fields.opt_text("summary"), field_text(fields, "description")
     reason_text = field_text(fields, f.reason)
     given = field_text(fields, f.rationale)
     named = find_ticket_reference(
-        Platform.JIRA, summary, description, given or description, exclude=key, projects=ctx.settings.projects
+        Platform.JIRA, answer, summary, description, given or description, exclude=key, projects=ctx.settings.projects
     )
     # A form fills the reason field; an email has only a subject and a body, which say the reason
     # and the preferred contact (SD4) in words.
@@ -528,8 +540,8 @@ def handle_issue_created(payload: Json, ctx: _Context) -> Event | Ignored:
         ticket_ref=named,
         requested_by=person(reporter, Role.END_USER),
         channel=channel,
-        reason=reason_from_text(reason_text) or (find_reason(summary, description) if email else None),
-        received_at=payload.millis("timestamp") or ctx.received_at,
+        reason=reason_from_text(reason_text) or (find_reason(answer, summary, description) if email else None),
+        received_at=at,
         rationale=rationale,
         preferred_contact=field_text(fields, f.preferred_contact)
         or (find_preferred_contact(description) if email else None),
@@ -562,6 +574,15 @@ def _comment_follow_up(payload: Json, issue: Json, comment: Json, ctx: _Context)
     if body is None:
         return Ignored("empty comment", key)
     at = payload.millis("timestamp") or ctx.received_at
+    fields = issue.obj("fields")
+    if is_escalation_request_type(fields, ctx.settings.escalation_request_type)[0]:
+        # A reply on an escalation request itself answers our SD8 answer ("please tell us the
+        # number"): the request again, the issue it names read from the reply first. Never a
+        # follow-up completing the request issue as if it were the ticket to escalate.
+        reporter = fields.opt_obj("reporter")
+        if reporter is None or author is None or not account_ids(reporter) & account_ids(author):
+            return Ignored("a comment on an escalation request by someone other than its reporter", key)
+        return _escalation_request(issue, ctx, reporter, at, answer=body)
     request = _request(issue, ctx, person(author, Role.END_USER), at, follow_up=True, rationale=body.strip())
     # The answer to "please tell us why" says it in words (LR3), where no reason field does.
     return request if request.reason else replace(request, reason=find_reason(body))

@@ -270,6 +270,44 @@ def test_no_key_asks_for_it_and_leaves_the_email_open(runtime: Runtime, site: Si
     assert (done.rule, done.to_state, done.why) == ("SD8", State.NEEDS_INFO, "no existing ticket number")
 
 
+def test_the_senders_answer_with_the_key_escalates_that_issue_not_the_request(runtime: Runtime, site: Site) -> None:
+    # SD8 asked for the number; JSM adds the sender's reply as a comment on the request SUP-13.
+    site.writes(REQUEST, transitions=False)
+    first = fixture("issue_created__escalation_email_no_ticket.json")
+    assert deliver(runtime, first) == 202
+    site.rsps.calls.reset()
+    ticket_answers(site)
+    request_answers(site)
+    reply = fixture("comment_created__rationale.json")
+    reply["issue"] = first["issue"]
+    reply["comment"]["body"] = "Sorry, the ticket is SUP-7: members still cannot check in."
+    reply["comment"]["author"] = first["issue"]["fields"]["reporter"]
+    assert deliver(runtime, reply, "wh-reply-1") == 202
+
+    escalation = runtime.escalations.load(Platform.JIRA, TICKET)
+    assert escalation is not None and escalation.state is State.ESCALATED  # SUP-7, the issue it names
+    request = runtime.escalations.load(Platform.JIRA, REQUEST)
+    assert request is None or request.state is not State.ESCALATED  # never the request itself
+    calls = site.calls()
+    assert ("POST", "/rest/api/2/issueLink") in calls  # the request is linked to SUP-7 ...
+    assert ("POST", f"/rest/api/2/issue/{REQUEST}/transitions") in calls  # ... and resolved
+    assert not [c for c in calls if c == ("PUT", f"/rest/api/2/issue/{REQUEST}")]  # and never edited as escalated
+
+
+def test_someone_elses_comment_on_the_request_escalates_nothing(runtime: Runtime, site: Site) -> None:
+    site.writes(REQUEST, transitions=False)
+    first = fixture("issue_created__escalation_email_no_ticket.json")
+    assert deliver(runtime, first) == 202
+    site.rsps.calls.reset()
+    reply = fixture("comment_created__rationale.json")
+    reply["issue"] = first["issue"]
+    reply["comment"]["body"] = "We will look at SUP-7 for you."
+    reply["comment"]["author"] = {"accountId": "557058:agent-0001", "displayName": "An Agent"}
+    assert deliver(runtime, reply, "wh-reply-2") == 202
+    assert runtime.escalations.load(Platform.JIRA, TICKET) is None
+    assert [c for c in site.calls() if c[0] != "GET"] == []
+
+
 def test_an_unknown_key_is_answered_like_none(runtime: Runtime, site: Site) -> None:
     site.writes(REQUEST, transitions=False)
     site.rsps.get(site.api("issue/SUP-999"), status=404,
