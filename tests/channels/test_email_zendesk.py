@@ -283,39 +283,31 @@ def test_a_sender_who_is_not_on_the_ticket_gets_the_same_answer_and_the_ticket_i
     assert second["ticket"]["comment"] == first["ticket"]["comment"]
 
 
+@pytest.mark.parametrize(
+    ("body", "answer"),
+    [
+        ("The fix you sent did not work.", "Sorry, it is ticket #4016."),
+        # The email named a ticket that does not exist: the answer's number wins, or SD8 would loop.
+        ("Ticket #999999 was closed but the fix did not work.", "Sorry, wrong number: it is ticket #4016."),
+    ],
+)
 def test_the_senders_answer_with_the_number_escalates_after_all(
-    client: FlaskClient, runtime: Runtime, api: FakeZendesk, clock: Clock
+    client: FlaskClient, runtime: Runtime, api: FakeZendesk, clock: Clock, body: str, answer: str
 ) -> None:
     # The SD8 reply asked for the number; the sender's reply fires "Tierup: escalation email answered".
-    first = email("Escalation", "The fix you sent did not work.")
-    assert deliver(client, runtime, first) == 202
-    api.mock.calls.reset()
-    api.show(TICKET)
-    clock.advance(minutes=5)
-    answer = changed(first, comment="Sorry, it is ticket #4016.", ticket__updated_at="2026-03-10T10:04Z")
-    assert deliver(client, runtime, answer, "01HQEMAIL000000000000000002") == 202
-
-    escalation = runtime.escalations.load(Platform.ZENDESK, TICKET)
-    assert escalation is not None and escalation.state is State.ESCALATED
-    assert (api.reads, api.writes) == (1, 2)
-    assert puts_to(api, REQUEST) == [request_put("01HQEMAIL000000000000000002:1:request")]
-
-
-def test_the_senders_corrected_number_wins_over_the_one_in_the_email(
-    client: FlaskClient, runtime: Runtime, api: FakeZendesk, clock: Clock
-) -> None:
-    # The email named a ticket that does not exist; the answer to our SD8 reply gives the right one.
-    first = email("Escalation", "Ticket #999999 was closed but the fix did not work.")
+    first = email("Escalation", body)
     assert deliver(client, runtime, first) == 202
     sd8_put(api)
     api.mock.calls.reset()
     api.show(TICKET)
     clock.advance(minutes=5)
-    answer = changed(first, comment="Sorry, wrong number: it is ticket #4016.", ticket__updated_at="2026-03-10T10:04Z")
-    assert deliver(client, runtime, answer, "01HQEMAIL000000000000000002") == 202
+    reply = changed(first, comment=answer, ticket__updated_at="2026-03-10T10:04Z")
+    assert deliver(client, runtime, reply, "01HQEMAIL000000000000000002") == 202
 
     escalation = runtime.escalations.load(Platform.ZENDESK, TICKET)
-    assert escalation is not None and escalation.state is State.ESCALATED  # not 999999 asked about again
+    assert escalation is not None and escalation.state is State.ESCALATED
+    assert (api.reads, api.writes) == (1, 2)
+    assert puts_to(api, REQUEST) == [request_put("01HQEMAIL000000000000000002:1:request")]
 
 
 # --- failures on the email's own ticket ---------------------------------------------------------------------
