@@ -635,19 +635,14 @@ class Inbox:
 
     def find_replayed(self, platform: Platform, replay_key: str) -> StoredDelivery | None:
         """The delivery stored with this replay key (the same signed body), if any."""
-        with self.db.transaction() as session:
-            query = select(DeliveryRow).where(
-                DeliveryRow.platform == platform.value, DeliveryRow.replay_key == replay_key
-            )
-            row = session.scalars(query).first()
-            return _stored(row) if row else None
+        return self._find(platform, DeliveryRow.replay_key == replay_key)
 
     def find(self, platform: Platform, delivery_id: str) -> StoredDelivery | None:
+        return self._find(platform, DeliveryRow.delivery_id == delivery_id)
+
+    def _find(self, platform: Platform, criterion: Any) -> StoredDelivery | None:
         with self.db.transaction() as session:
-            query = select(DeliveryRow).where(
-                DeliveryRow.platform == platform.value, DeliveryRow.delivery_id == delivery_id
-            )
-            row = session.scalars(query).first()
+            row = session.scalars(select(DeliveryRow).where(DeliveryRow.platform == platform.value, criterion)).first()
             return _stored(row) if row else None
 
     def recent(self, *, statuses: Sequence[DeliveryStatus] = (), limit: int = 50) -> list[StoredDelivery]:
