@@ -864,7 +864,9 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
         # SD1/SD7: within SLA, give the team the opportunity to resolve.
         if req.reason in policy.sla_gate_reasons:
             pending = ticket.pending_slas()
-            if pending and not ticket.breached_slas():
+            # A target past its breach time is breached, whether or not the platform has said so yet.
+            overdue = any(s.breach_at is not None and s.breach_at <= now for s in pending)
+            if pending and not ticket.breached_slas() and not overdue:
                 first = min(pending, key=lambda s: s.breach_at or datetime.max.replace(tzinfo=now.tzinfo))
                 reply = policy.render("deferred_reply", **ctx, sla=first, sla_due=_fmt(policy, region, first.breach_at))
                 return out(State.DEFERRED, "defer", f"within SLA {first.name}",

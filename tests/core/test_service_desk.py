@@ -60,6 +60,19 @@ def test_sd1_within_sla_is_deferred(policy: Policy) -> None:
     assert not only(d, AssignGroup)
 
 
+def test_sd1_a_target_past_its_breach_time_is_not_within_sla(policy: Policy) -> None:
+    # The platform has not marked it breached yet, but its time has passed: nothing to wait for.
+    snap = ticket(slas=(sla(breach_at=NOW - timedelta(minutes=1)),))
+    d = decide(policy, None, request(reason=Reason.SLA_VIOLATION, ticket=snap), NOW)
+    assert d.state is State.ESCALATED
+
+
+def test_sd1_a_target_without_a_breach_time_is_named_without_one(policy: Policy) -> None:
+    d = decide(policy, None, request(reason=Reason.SLA_VIOLATION, ticket=ticket(slas=(sla(breach_at=None),))), NOW)
+    assert d.state is State.DEFERRED
+    assert "which expires" not in reply(d) and "()" not in reply(d) and ")," in reply(d)
+
+
 def test_sd1_deferred_request_escalated_when_the_sla_breaches(policy: Policy) -> None:
     deferred = decide(policy, None, request(**within_sla()), NOW).escalation
     later = NOW + timedelta(hours=3, minutes=1)
