@@ -198,14 +198,10 @@ class Policy:
 
     def group_for(self, region: str | None) -> str:
         """The lead group for a region (LR4)."""
-        if region:
-            return self.region_groups.get(region.upper(), self.default_group)
-        return self.default_group
+        return self.region_groups.get(_region_key(region), self.default_group)
 
     def calendar_for(self, region: str | None) -> BusinessCalendar:
-        if region and region.upper() in self.calendars:
-            return self.calendars[region.upper()]
-        return self.calendars["DEFAULT"]
+        return self.calendars.get(_region_key(region)) or self.calendars["DEFAULT"]
 
     def group_for_level(self, level: int) -> str | None:
         index = level - 2
@@ -596,6 +592,11 @@ def _fmt(policy: Policy, region: str | None, at: datetime | None) -> str:
         return ""
     local = at.astimezone(policy.calendar_for(region).zone)
     return local.strftime("%a %d %b %Y %H:%M %Z")
+
+
+def _region_key(region: str | None) -> str:
+    # As people type it in a field: " nz", "NZ " are NZ.
+    return (region or "").strip().upper()
 
 
 def region_of(policy: Policy, request: EscalationRequest) -> str | None:

@@ -145,8 +145,11 @@ def test_lr3_rationale_arriving_later_is_evaluated_again(policy: Policy) -> None
 
 @pytest.mark.parametrize(
     ("org_region", "requester_region", "group"),
-    [("AU", None, APAC), ("NZ", None, APAC), ("PL", None, GLOBAL), ("US", None, GLOBAL), (None, "nz", APAC)],
-)
+    [
+        ("AU", None, APAC), ("NZ", None, APAC), ("PL", None, GLOBAL), ("US", None, GLOBAL), (None, "nz", APAC),
+        (" NZ", None, APAC), (None, "au ", APAC),  # as typed in a field
+    ],
+)  # fmt: skip
 def test_lr4_routing_by_region(
     policy: Policy, org_region: str | None, requester_region: str | None, group: str
 ) -> None:
