@@ -623,6 +623,7 @@ class _Decider:
         self.policy, self.escalation, self.now = policy, escalation, now
         self.event_at: datetime | None = event.received_at
         self.state = escalation.state if escalation else None
+        self.ticket: TicketSnapshot | None = event.ticket
 
     def context(self, **extra: Any) -> dict[str, Any]:
         esc = self.escalation
@@ -959,8 +960,10 @@ def _level_up(
                         first_contact_due=None)  # fmt: skip
     note_name = "deadline_note" if rule == "deadline" else "level_2_note"
     due = _fmt(policy, escalation.region, escalation.first_contact_due)
+    tags = policy.tags
+    # Up from a cancelled, waiting or urgency-noted state, that state's tag goes; the escalated ones stay.
     actions: list[Action] = [
-        AddTags((policy.tags.level_2,)),
+        *d.state_tags(tags.level_2, d.ticket, keep=(tags.escalated, tags.confirmed, tags.reclassified)),
         AssignGroup(group),
         InternalNote(policy.render(note_name, **{**ctx, "due": due})),
     ]

@@ -213,8 +213,12 @@ def test_sd11_asking_again_before_any_outcome_changes_nothing(policy: Policy) ->
 def test_sd11_not_happy_command_after_cancel(policy: Policy) -> None:
     escalated = decide(policy, None, request(), NOW).escalation
     cancelled = decide(policy, escalated, command(Command.CANCEL, escalated, feedback="Within SLA."), NOW).escalation
-    d = decide(policy, cancelled, command(Command.NOT_HAPPY, cancelled, actor=STRANGER), NOW)
+    unhappy = command(
+        Command.NOT_HAPPY, cancelled, actor=STRANGER, ticket=ticket(tags=frozenset({"escalation_cancelled"}))
+    )
+    d = decide(policy, cancelled, unhappy, NOW)
     assert d.state is State.LEVEL_2 and d.escalation.group == HEAD
+    assert d.actions[:2] == (AddTags(("escalation_level_2",)), RemoveTags(("escalation_cancelled",)))
 
 
 def test_sd11_not_happy_after_the_ticket_was_solved(policy: Policy) -> None:

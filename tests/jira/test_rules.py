@@ -539,7 +539,8 @@ def test_sd11_not_happy_goes_to_the_head_of_service_delivery(site: Site) -> None
     assert (decision.rule, decision.state, decision.escalation.level) == ("SD11", State.LEVEL_2, 2)
     assert site.sent("PUT", f"/issue/{KEY}") == [
         {
-            "update": {"labels": [{"add": "escalation_level_2"}]},
+            # The issue still carried the cancel's label (the lead had cancelled it): it goes.
+            "update": {"labels": [{"add": "escalation_level_2"}, {"remove": "escalation_cancelled"}]},
             "fields": {"customfield_10105": {"name": "Head of Service Delivery"}},
         }
     ]
