@@ -731,6 +731,17 @@ def _carry_over(policy: Policy, req: EscalationRequest, decision: Decision) -> D
     )
 
 
+NO_TICKET_NUMBER = "no existing ticket number"
+
+
+def awaits_ticket_number(escalation: Escalation | None) -> bool:
+    """Whether this is a request ticket that was asked for the number of the ticket it means (SD8)."""
+    if escalation is None or escalation.state is not State.NEEDS_INFO or not escalation.history:
+        return False
+    why = escalation.history[-1].why
+    return why.startswith(NO_TICKET_NUMBER) or (why.startswith("ticket ") and " does not exist" in why)
+
+
 def _has_outcome(escalation: Escalation) -> bool:
     """Whether the requester has had an outcome to be unhappy with (SD11): a review, or contact."""
     return escalation.state in (State.CONFIRMED, State.RECLASSIFIED) or escalation.contacted_at is not None
@@ -802,7 +813,7 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
     # A number that does not exist is treated the same; the answer goes where the request came
     # from (an email's own ticket), or nowhere (a form, which answered on the page).
     if ticket is None:
-        why = f"ticket {req.ticket_ref} does not exist" if req.ticket_ref else "no existing ticket number"
+        why = f"ticket {req.ticket_ref} does not exist" if req.ticket_ref else NO_TICKET_NUMBER
         if req.origin_ref is None:
             return d.finish(event, State.NEEDS_INFO, base, "no_ticket", f"{why}; nowhere to reply", [], actor, None,
                             req.delivery_id)  # fmt: skip

@@ -19,8 +19,9 @@ from integration.model import (
     State,
     TicketSnapshot,
 )
-from integration.policy import Policy, decide
+from integration.policy import Policy, awaits_ticket_number, decide
 from integration.ports import Conflict, EscalationStore, Gateway, PermanentError, TransientError
+from integration.references import find_ticket_reference
 from integration.workflow import IllegalTransition
 
 log = logging.getLogger("tierup.service")
@@ -53,6 +54,23 @@ def on_ticket(policy: Policy, request: EscalationRequest, ticket: TicketSnapshot
     return policy.authorisation is not None and policy.authorisation.allows(request.requested_by)
 
 
+def _answered_request(answer: EscalationRequest, waiting: Escalation) -> EscalationRequest:
+    """The request a request ticket made, with the ticket number its sender's answer gives (SD8)."""
+    named = find_ticket_reference(answer.platform, answer.rationale, exclude=waiting.ticket_ref)
+    return replace(
+        answer,
+        ticket_ref=named,
+        ticket=None,
+        origin_ref=waiting.ticket_ref,
+        channel=Channel.EMAIL,
+        follow_up=False,
+        requested_by=waiting.requested_by or answer.requested_by,
+        reason=waiting.reason or answer.reason,
+        rationale=waiting.rationale,
+        preferred_contact=waiting.preferred_contact or answer.preferred_contact,
+    )
+
+
 def handle_event(
     event: Event,
     *,
@@ -78,6 +96,12 @@ def handle_event(
     waiting = escalation is not None and escalation.state is State.NEEDS_INFO
     if isinstance(event, EscalationRequest) and event.follow_up and not waiting:
         return Ignored("a follow-up on a ticket that is not waiting for information", ref)
+    if isinstance(event, EscalationRequest) and event.follow_up and escalation and awaits_ticket_number(escalation):
+        # The answer on a request ticket asked for a number (SD8): the request again, naming what the
+        # answer names. Never a follow-up completing the request ticket as if it were the one to escalate.
+        event = _answered_request(event, escalation)
+        ref = event.ticket_ref
+        escalation = store.load(event.platform, ref) if ref else None
     snapshot = gateway.snapshot(ref, event.ticket) if ref else None
     if isinstance(event, EscalationRequest) and snapshot is not None and not on_ticket(policy, event, snapshot):
         # Form and email requests: only people on the ticket (or authorised by the policy) may escalate it.

@@ -270,8 +270,13 @@ def test_no_key_asks_for_it_and_leaves_the_email_open(runtime: Runtime, site: Si
     assert (done.rule, done.to_state, done.why) == ("SD8", State.NEEDS_INFO, "no existing ticket number")
 
 
-def test_the_senders_answer_with_the_key_escalates_that_issue_not_the_request(runtime: Runtime, site: Site) -> None:
+@pytest.mark.parametrize("whole_issue", [False, True])
+def test_the_senders_answer_with_the_key_escalates_that_issue_not_the_request(
+    runtime: Runtime, site: Site, whole_issue: bool
+) -> None:
     # SD8 asked for the number; JSM adds the sender's reply as a comment on the request SUP-13.
+    # Cloud's comment_created carries a trimmed issue (no request type, no reporter); a payload
+    # with the whole issue (Data Center's issue_commented) shows it is an escalation request.
     site.writes(REQUEST, transitions=False)
     first = fixture("issue_created__escalation_email_no_ticket.json")
     assert deliver(runtime, first) == 202
@@ -279,13 +284,17 @@ def test_the_senders_answer_with_the_key_escalates_that_issue_not_the_request(ru
     ticket_answers(site)
     request_answers(site)
     reply = fixture("comment_created__rationale.json")
-    reply["issue"] = first["issue"]
+    if whole_issue:
+        reply["issue"] = first["issue"]
+    else:
+        reply["issue"]["key"] = REQUEST
     reply["comment"]["body"] = "Sorry, the ticket is SUP-7: members still cannot check in."
     reply["comment"]["author"] = first["issue"]["fields"]["reporter"]
     assert deliver(runtime, reply, "wh-reply-1") == 202
 
     escalation = runtime.escalations.load(Platform.JIRA, TICKET)
     assert escalation is not None and escalation.state is State.ESCALATED  # SUP-7, the issue it names
+    assert escalation.requested_by is not None and escalation.requested_by.email == "champ@club.example"
     request = runtime.escalations.load(Platform.JIRA, REQUEST)
     assert request is None or request.state is not State.ESCALATED  # never the request itself
     calls = site.calls()
