@@ -121,12 +121,25 @@ def find_reason(*texts: str | None) -> Reason | None:
     """
     for text in texts:
         for line in _REASON_LINE.finditer(text or ""):
-            if found := reason_named(line.group(1)):
+            value = line.group(1)
+            # "Reason: business urgency - our clinic reopens Monday": the name, then why.
+            if found := reason_named(value) or reason_named(_LABEL_END.split(value, 1)[0]):
                 return found
     for reason, words in _REASON_WORDS:
-        if any(text and words.search(text) for text in texts):
+        if any(_says(text, words) for text in texts if text):
             return reason
     return None
+
+
+# Where a reason's name ends on a `Reason:` line that goes on to explain it.
+_LABEL_END = re.compile(r"\s[-\u2013\u2014]\s|[,;:(.]")
+# A word the sender says it is not about: "not about the response time", "not rude at all".
+_NEGATED = re.compile(r"\b(?:not|no|isn't|wasn't|aren't|never|nothing to do with)\b[\w\s,']{0,24}$", re.I)
+
+
+def _says(text: str, words: re.Pattern[str]) -> bool:
+    """Whether `text` uses one of `words` other than to say it is not so."""
+    return any(not _NEGATED.search(text[max(0, m.start() - 40) : m.start()]) for m in words.finditer(text))
 
 
 def find_preferred_contact(*texts: str | None) -> str | None:

@@ -29,6 +29,12 @@ from integration.references import find_preferred_contact, find_reason
         # A bold label, as Jira's wiki markup of an email or Markdown writes it.
         ("Escalation SUP-7", "*Reason:* wrong resolution", Reason.WRONG_RESOLUTION),
         ("Escalation SUP-7", "**Reason**: SLA violation", Reason.SLA_VIOLATION),
+        # A reason's name, then why.
+        ("Escalation #4016", "Reason: business urgency - our clinic reopens Monday", Reason.BUSINESS_URGENCY),
+        # What the sender says it is not about is not the reason.
+        ("Escalation #4016", "Not about the response time: the update did not fix it.", Reason.WRONG_RESOLUTION),
+        ("Escalation #4016", "Your agent was helpful and not rude at all, but it still fails.", None),
+        ("Escalation #4016", "It has nothing to do with the SLA. Please escalate.", None),
     ],
 )
 def test_the_reason_an_email_gives(subject: str, body: str | None, expected: Reason | None) -> None:
