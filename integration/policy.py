@@ -731,7 +731,9 @@ def _carry_over(policy: Policy, req: EscalationRequest, decision: Decision) -> D
     )
 
 
+# Why SD8 asked for the number: none given, or one naming no ticket (awaits_ticket_number reads these).
 NO_TICKET_NUMBER = "no existing ticket number"
+NO_SUCH_TICKET = "does not exist"
 
 
 def awaits_ticket_number(escalation: Escalation | None) -> bool:
@@ -739,7 +741,7 @@ def awaits_ticket_number(escalation: Escalation | None) -> bool:
     if escalation is None or escalation.state is not State.NEEDS_INFO or not escalation.history:
         return False
     why = escalation.history[-1].why
-    return why.startswith(NO_TICKET_NUMBER) or (why.startswith("ticket ") and " does not exist" in why)
+    return why.startswith(NO_TICKET_NUMBER) or (why.startswith("ticket ") and f" {NO_SUCH_TICKET}" in why)
 
 
 def _has_outcome(escalation: Escalation) -> bool:
@@ -813,7 +815,7 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
     # A number that does not exist is treated the same; the answer goes where the request came
     # from (an email's own ticket), or nowhere (a form, which answered on the page).
     if ticket is None:
-        why = f"ticket {req.ticket_ref} does not exist" if req.ticket_ref else NO_TICKET_NUMBER
+        why = f"ticket {req.ticket_ref} {NO_SUCH_TICKET}" if req.ticket_ref else NO_TICKET_NUMBER
         if req.origin_ref is None:
             return d.finish(event, State.NEEDS_INFO, base, "no_ticket", f"{why}; nowhere to reply", [], actor, None,
                             req.delivery_id)  # fmt: skip
