@@ -93,7 +93,7 @@ TRIGGER_BODY = {
 # --- the bare endpoint (run in a child process: `ingest.py --bare PORT`) -------------------------------
 
 
-def serve_bare(port: int, store_url: str | None = None) -> None:
+def serve_bare(port: int, store_url: str | None = None, threads: int | None = None) -> None:
     """A Flask app that reads the body and answers 202, under gunicorn with `tierup web`'s settings.
 
     With `store_url` (a SQLite file or a PostgreSQL database), it first INSERTs the body, one row
@@ -103,7 +103,7 @@ def serve_bare(port: int, store_url: str | None = None) -> None:
     from flask import Flask, jsonify, request
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
-    from integration.cli.ops import web_server_options
+    from integration.cli.ops import WEB_THREADS, web_server_options
 
     app = Flask("bare")
     insert = durable_insert(store_url) if store_url else None
@@ -121,7 +121,7 @@ def serve_bare(port: int, store_url: str | None = None) -> None:
 
     class Bare(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for key, value in web_server_options("127.0.0.1", port, WORKERS).items():
+            for key, value in web_server_options("127.0.0.1", port, WORKERS, threads or WEB_THREADS).items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
@@ -290,14 +290,15 @@ def redis_queue() -> Iterator[str]:
         client.close()
 
 
-def start_tierup(name: str, database_url: str, redis_url: str | None, stack: ExitStack) -> Target:
+def start_tierup(name: str, database_url: str, redis_url: str | None, stack: ExitStack, threads: int | None) -> Target:
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"tierup-bench-{name}-")))
     env = tierup_env(database_url, redis_url)
     port = free_port()
     log = (workdir / "web.log").open("wb")
     stack.callback(log.close)
     process = subprocess.Popen(
-        [sys.executable, "-m", "integration.cli", "web", "--port", str(port), "--workers", str(WORKERS)],
+        [sys.executable, "-m", "integration.cli", "web", "--port", str(port), "--workers", str(WORKERS),
+         *(["--threads", str(threads)] if threads else [])],
         cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     stack.callback(stop, process)
@@ -306,9 +307,10 @@ def start_tierup(name: str, database_url: str, redis_url: str | None, stack: Exi
     return target
 
 
-def start_bare(stack: ExitStack, name: str = "bare", store_url: str | None = None) -> Target:
+def start_bare(stack: ExitStack, threads: int | None, name: str = "bare", store_url: str | None = None) -> Target:
     port = free_port()
     store = ["--bare-store", store_url] if store_url else []
+    store += ["--threads", str(threads)] if threads else []
     process = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--bare", str(port), *store],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -458,11 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-references", dest="references", action="store_false",
         help="leave out the bare endpoints that do one durable INSERT (bare+sqlite, bare+postgresql)",
     )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, help="request threads per gunicorn worker, for every target (default: tierup web's)"
+    )
     parser.add_argument("--bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--bare-store", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare:
-        serve_bare(args.bare, args.bare_store)
+        serve_bare(args.bare, args.bare_store, args.threads)
         return 0
     levels = [int(c) for c in args.concurrency.split(",")]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -470,22 +475,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     signer = Signer(body)
 
     with ExitStack() as stack:
-        targets = [start_bare(stack)]
+        threads = args.threads
+        targets = [start_bare(stack, threads)]
         for backend in backends:
             if backend == "sqlite":
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tierup-bench-db-")))
                 if args.references:
-                    targets.append(start_bare(stack, "bare+sqlite", f"sqlite:///{workdir / 'bare.db'}"))
-                targets.append(start_tierup(backend, f"sqlite:///{workdir / 'tierup.db'}", None, stack))
+                    targets.append(start_bare(stack, threads, "bare+sqlite", f"sqlite:///{workdir / 'bare.db'}"))
+                targets.append(start_tierup(backend, f"sqlite:///{workdir / 'tierup.db'}", None, stack, threads))
             elif backend == "postgresql":
                 if args.references:
                     bare_url = stack.enter_context(postgres_database(f"{BENCH_DATABASE}_bare"))
-                    targets.append(start_bare(stack, "bare+postgresql", bare_url))
+                    targets.append(start_bare(stack, threads, "bare+postgresql", bare_url))
                 url = stack.enter_context(postgres_database(BENCH_DATABASE))
-                targets.append(start_tierup(backend, url, None, stack))
+                targets.append(start_tierup(backend, url, None, stack, threads))
             elif backend == "postgresql+redis":
                 url = stack.enter_context(postgres_database(f"{BENCH_DATABASE}_redis"))
-                targets.append(start_tierup(backend, url, stack.enter_context(redis_queue()), stack))
+                targets.append(start_tierup(backend, url, stack.enter_context(redis_queue()), stack, threads))
             else:
                 raise SystemExit(f"unknown backend {backend!r} (sqlite, postgresql, postgresql+redis)")
         sent: Counter[str] = Counter()

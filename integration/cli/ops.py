@@ -297,9 +297,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def web_server_options(host: str, port: int, workers: int) -> dict[str, Any]:
+WEB_THREADS = 4
+
+
+def web_server_options(host: str, port: int, workers: int, threads: int = WEB_THREADS) -> dict[str, Any]:
     """Gunicorn's settings for `tierup web` (benchmarks/ingest.py serves its bare endpoint with the same)."""
-    return {"bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": 4}
+    return {"bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": threads}
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -329,7 +332,8 @@ def cmd_web(args: argparse.Namespace) -> int:
         configure_logging(CoreSettings.from_env(env).log_level, secrets=secret_values(env))
         return build_runtime(env).create_app()
 
-    options = {**web_server_options(args.host, args.port, args.workers), "logger_class": JsonGunicornLogger}
+    options = web_server_options(args.host, args.port, args.workers, args.threads)
+    options["logger_class"] = JsonGunicornLogger
 
     class TierupWeb(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -512,6 +516,9 @@ def register(sub: Any) -> None:
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8080)
     web.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    web.add_argument(
+        "--threads", type=int, default=WEB_THREADS, help=f"request threads per worker process (default {WEB_THREADS})"
+    )
     web.set_defaults(handler=one_line_errors(cmd_web))
 
     worker = sub.add_parser("worker", help="run the worker alone")

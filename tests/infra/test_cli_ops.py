@@ -318,7 +318,7 @@ def test_serve_takes_more_deliveries_than_the_database_pool_has_connections(cwd:
 @pytest.mark.timeout(60)
 def test_web_runs_under_gunicorn(cwd: Path) -> None:
     port = free_port()
-    proc = start(cwd, "web", "--port", str(port), "--workers", "1")
+    proc = start(cwd, "web", "--port", str(port), "--workers", "1", "--threads", "2")
     try:
         assert str(first_log_line(proc)["message"]).startswith("dry-run mode")
         assert wait_for_http(proc, f"http://127.0.0.1:{port}/healthz") == (200, {"status": "ok"})
