@@ -526,7 +526,9 @@ class _Sweep:
             delivery_id=breach.event_id,
         )
         if self.bulk is None:
-            self.decide_and_write(event, snapshot, retry=False)
+            # retry=True: an earlier run's write to this ticket may have stopped half-way (a 503 between
+            # the note and the workflow move); the gateway checks what of it landed before writing again.
+            self.decide_and_write(event, snapshot, retry=True)
             return None
         planner = _PlanningGateway(snapshot)
         held = _HeldStore(escalation)

@@ -88,8 +88,8 @@ def build_adapter(env: Mapping[str, str], policy: Policy) -> JiraAdapter | None:
             log.warning(
                 "JIRA_WEBHOOK_SECRET is not set: every signed Jira delivery will be refused (run the installer)"
             )
-        jira = JiraGateway(settings, escalated_label=policy.tags.escalated, project_types=project_types,
-                           read_slas=bool(policy.sla_gate_reasons))  # fmt: skip
+        jira = JiraGateway(settings, escalated_label=policy.tags.escalated, sweep_label=policy.tags.sla_breached,
+                           project_types=project_types, read_slas=bool(policy.sla_gate_reasons))  # fmt: skip
         gateway, own_accounts, field_ids = jira, jira.own_accounts, jira.field_ids
     else:
         gateway, own_accounts, field_ids = DryRunGateway(Platform.JIRA), frozenset, no_fields

@@ -4,8 +4,9 @@ One transition is: one `PUT issue` (label add/remove, priority, lead group field
 first-contact due), then each comment (internal: `sd.public.comment` {"internal": true};
 public: the JSM request comment endpoint, or a plain comment outside JSM), then the
 workflow transition to the Escalated status when the escalated label is added and the
-workflow offers it. Every comment carries the transition key as the comment property
-`tierup.key`, so a retry reads the newest comments first and never posts one twice.
+workflow offers it, then the SLA sweep's label (sla_breached) in a `PUT` of its own, last.
+Every comment carries the transition key as the comment property `tierup.key`, so a retry
+reads the newest comments first and never posts one twice.
 
 Calls go through the client's own session (`client._session`) where the library would
 cost more: `Issue.update()` reloads the issue after the edit, and the library's
@@ -190,9 +191,10 @@ def slas_in_fields(fields: Json, now: datetime) -> tuple[SlaTarget, ...]:
 
 @dataclass
 class EditPlan:
-    """What one transition writes: the issue edit, links, the comments in order, and the workflow moves."""
+    """What one transition writes: the issue edit, links, the comments in order, the workflow moves, a last label."""
 
     edit: dict[str, Any] = field(default_factory=dict)
+    last_labels: list[str] = field(default_factory=list)  # labels added after the rest (JiraGateway.sweep_label)
     comments: list[PublicReply | InternalNote] = field(default_factory=list)
     transition: bool = False
     links: list[str] = field(default_factory=list)  # issues to link this one to (JIRA_LINK_TYPE)
@@ -212,6 +214,7 @@ class JiraGateway:
         settings: JiraSettings,
         *,
         escalated_label: str,
+        sweep_label: str | None = None,
         project_types: ProjectTypes | None = None,
         read_slas: bool = True,
         clock: Callable[[], datetime] = utcnow,
@@ -219,6 +222,9 @@ class JiraGateway:
     ) -> None:
         self.settings = settings
         self.escalated_label = escalated_label
+        # The label the SLA sweep's query leaves out (adapters.jira.sweep): added only once the rest of a
+        # transition has landed, so a write that stops half-way leaves the breach for the next run to find.
+        self.sweep_label = sweep_label
         self.project_types = project_types or ProjectTypes()
         # Only a policy with an SLA gate (SD1) looks at SLAs: others skip the read.
         self.read_slas = read_slas
@@ -399,7 +405,8 @@ class JiraGateway:
         names = self.settings.fields
         for action in actions:
             if isinstance(action, AddTags):
-                labels += [{"add": t} for t in action.tags]
+                labels += [{"add": t} for t in action.tags if t != self.sweep_label]
+                out.last_labels += [t for t in action.tags if t == self.sweep_label]
                 out.transition = out.transition or self.escalated_label in action.tags
             elif isinstance(action, RemoveTags):
                 labels += [{"remove": t} for t in action.tags]
@@ -444,7 +451,11 @@ class JiraGateway:
     def apply(
         self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
     ) -> None:
-        """One issue edit, the links, the comments not posted yet for `key`, then the workflow moves."""
+        """One issue edit, the links, the comments not posted yet for `key`, the move to Escalated, then solving.
+
+        The sweep's label (sweep_label) is added after the move to Escalated, in an edit of its
+        own, and before solving (a Done status may not be editable).
+        """
         plan = self.plan(actions)
         posted = frozenset[int]()
         if retry and plan.comments:
@@ -467,6 +478,9 @@ class JiraGateway:
             self._post_comment(ref, comment, {"transition": key, "part": part})
         if plan.transition:
             self._move_to_escalated(ref)
+        if plan.last_labels:
+            body = {"update": {"labels": [{"add": label} for label in plan.last_labels]}}
+            self.call("edit issue", "PUT", self.api_url(f"issue/{ref}"), body=body)
         if plan.solve and not (retry and self._is_done(ref)):
             self._move_to_solved(ref)
 

@@ -164,21 +164,26 @@ class FakeJira:
         self.issues: dict[str, dict[str, Any]] = {}
         self.index: dict[str, dict[str, Any]] | None = None  # what searches see while frozen (a lagging index)
         self.log: list[str] = []  # "METHOD /path" of every call after serverInfo, in order
+        self.comments: dict[str, list[dict[str, Any]]] = {}  # per issue, oldest first, with their properties
+        self.failing: dict[str, int] = {}  # "METHOD /path" -> how many more calls to answer 503
         api, sd = re.escape(f"{self.base}/rest/api/2/"), re.escape(f"{self.base}/rest/servicedeskapi/")
         info = "rest_api2_serverinfo_cloud.json" if cloud else "rest_api2_serverinfo_dc.json"
         rsps.get(f"{self.base}/rest/api/2/serverInfo", json=fixture(info))
-        rsps.add_callback("GET", f"{self.base}/rest/api/2/field", self._fields)
-        rsps.add_callback("POST", f"{self.base}/rest/api/2/search/jql" if cloud else f"{self.base}/rest/api/2/search",
-                          self._search)  # fmt: skip
-        rsps.add_callback("GET", re.compile(api + r"issue/[A-Z0-9]+-\d+/transitions"), self._transitions)
-        rsps.add_callback("POST", re.compile(api + r"issue/[A-Z0-9]+-\d+/transitions"), self._ok)
-        rsps.add_callback("GET", re.compile(api + r"issue/[A-Z0-9]+-\d+/comment.*"), self._no_comments)
-        rsps.add_callback("POST", re.compile(api + r"issue/[A-Z0-9]+-\d+/comment"), self._comment)
-        rsps.add_callback("GET", re.compile(api + r"issue/[A-Z0-9]+-\d+(\?.*)?$"), self._get_issue)
-        rsps.add_callback("PUT", re.compile(api + r"issue/[A-Z0-9]+-\d+$"), self._edit)
-        rsps.add_callback("PUT", re.compile(api + r"comment/\d+/properties/tierup\.key"), self._ok)
-        rsps.add_callback("POST", re.compile(sd + r"request/[A-Z0-9]+-\d+/comment"), self._request_comment)
-        rsps.add_callback("GET", re.compile(sd + r"request/[A-Z0-9]+-\d+/sla.*"), self._slas)
+        self._on("GET", f"{self.base}/rest/api/2/field", self._fields)
+        self._on("POST", f"{self.base}/rest/api/2/search/jql" if cloud else f"{self.base}/rest/api/2/search",
+                 self._search)  # fmt: skip
+        self._on("GET", re.compile(api + r"issue/[A-Z0-9]+-\d+/transitions"), self._transitions)
+        self._on("POST", re.compile(api + r"issue/[A-Z0-9]+-\d+/transitions"), self._ok)
+        self._on("GET", re.compile(api + r"issue/[A-Z0-9]+-\d+/comment.*"), self._comments)
+        self._on("POST", re.compile(api + r"issue/[A-Z0-9]+-\d+/comment"), self._comment)
+        self._on("GET", re.compile(api + r"issue/[A-Z0-9]+-\d+(\?.*)?$"), self._get_issue)
+        self._on("PUT", re.compile(api + r"issue/[A-Z0-9]+-\d+$"), self._edit)
+        self._on("PUT", re.compile(api + r"comment/\d+/properties/tierup\.key"), self._ok)
+        self._on("POST", re.compile(sd + r"request/[A-Z0-9]+-\d+/comment"), self._request_comment)
+        self._on("GET", re.compile(sd + r"request/[A-Z0-9]+-\d+/sla.*"), self._slas)
+
+    def _on(self, method: str, url: Any, callback: Callable[[Any], tuple[int, dict[str, str], str]]) -> None:
+        self.rsps.add_callback(method, url, _answer_503(callback))
 
     def add(self, *issues: dict[str, Any]) -> None:
         for issue in issues:
@@ -210,7 +215,11 @@ class FakeJira:
 
     def _record(self, request: Any) -> str:
         path = urlsplit(request.url).path.removeprefix(self.base)
-        self.log.append(f"{request.method} {path}")
+        call = f"{request.method} {path}"
+        self.log.append(call)
+        if self.failing.get(call):
+            self.failing[call] -= 1
+            raise _Unavailable(call)
         return path
 
     def _key(self, path: str) -> str:
@@ -302,17 +311,36 @@ class FakeJira:
         self._record(request)
         return 200, {}, json.dumps(fixture("rest_api2_issue_transitions.json"))
 
-    def _no_comments(self, request: Any) -> tuple[int, dict[str, str], str]:
-        self._record(request)
-        return 200, {}, json.dumps({"startAt": 0, "maxResults": 50, "total": 0, "comments": []})
+    def _comments(self, request: Any) -> tuple[int, dict[str, str], str]:
+        newest_first = list(reversed(self.comments.get(self._key(self._record(request)), [])))
+        total = len(newest_first)
+        return 200, {}, json.dumps({"startAt": 0, "maxResults": 50, "total": total, "comments": newest_first})
 
     def _comment(self, request: Any) -> tuple[int, dict[str, str], str]:
-        self._record(request)
-        return 201, {}, json.dumps(fixture("rest_api2_comment_added.json"))
+        key = self._key(self._record(request))
+        body = json.loads(request.body)
+        comment = {**fixture("rest_api2_comment_added.json"), "body": body["body"],
+                   "properties": body.get("properties", [])}  # fmt: skip
+        self.comments.setdefault(key, []).append(comment)
+        return 201, {}, json.dumps(comment)
 
     def _request_comment(self, request: Any) -> tuple[int, dict[str, str], str]:
         self._record(request)
         return 201, {}, json.dumps(fixture("servicedeskapi_request_comment_added.json"))
+
+
+class _Unavailable(Exception):
+    """A call FakeJira.failing answers with 503."""
+
+
+def _answer_503(callback: Callable[[Any], tuple[int, dict[str, str], str]]) -> Callable[[Any], Any]:
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        try:
+            return callback(request)
+        except _Unavailable:
+            return 503, {}, json.dumps({"errorMessages": ["Service Unavailable"]})
+
+    return answer
 
 
 @pytest.fixture
@@ -534,11 +562,19 @@ def escalations(runtime: Runtime, key: str) -> list[str]:
             if e.transition.to_state is State.ESCALATED and e.transition.from_state is not State.ESCALATED]  # fmt: skip
 
 
-def sh3_edit(group: str) -> dict[str, Any]:
-    return {
-        "update": {"labels": [{"add": "escalated"}, {"add": "sla_breached"}]},
-        "fields": {"customfield_10105": {"name": group}, "priority": {"name": "High"}},
-    }
+def sh3_edits(group: str) -> list[dict[str, Any]]:
+    """SH3's edits: the group, priority and escalated label, then (after the note and the move) sla_breached."""
+    return [
+        {
+            "update": {"labels": [{"add": "escalated"}]},
+            "fields": {"customfield_10105": {"name": group}, "priority": {"name": "High"}},
+        },
+        SLA_LABEL_EDIT,
+    ]
+
+
+# The label that takes an issue out of the sweep's query comes last, in an edit of its own.
+SLA_LABEL_EDIT = {"update": {"labels": [{"add": "sla_breached"}]}}
 
 
 SH3_NOTE = "An SLA was breached: escalated automatically to {group}."
@@ -559,7 +595,7 @@ def test_a_sweep_over_several_pages_escalates_every_breached_issue_once(
         keys = [f"SUP-{n}" for n in range(1, 6)]
         for key in keys:
             group = "Technical Support Team Leaders APAC" if key == "SUP-1" else "Technical Support Team Leaders"
-            assert jira.bodies("PUT", f"/issue/{key}") == [sh3_edit(group)]
+            assert jira.bodies("PUT", f"/issue/{key}") == sh3_edits(group)
             [note] = jira.bodies("POST", f"/issue/{key}/comment")
             assert note["body"] == SH3_NOTE.format(group=group)
             assert escalations(runtime, key) == ["SH3"]
@@ -574,8 +610,9 @@ def test_a_sweep_over_several_pages_escalates_every_breached_issue_once(
             4, 5, 5, 5, True,
         )  # fmt: skip
         # The report's api calls are the HTTP requests made: the source's reads (field list, four searches),
-        # then per issue the edit, the note and the workflow move, and the one read of the project's transitions.
-        assert report.api_calls == 5 + 5 * 3 + 1
+        # then per issue the read of its comments (what an earlier run's write left), the edit, the note, the
+        # workflow move and the sla_breached label, and the one read of the project's transitions.
+        assert report.api_calls == 5 + 5 * 5 + 1
         assert runtime.cursors.get(Platform.JIRA, "jira-sla") is None  # nothing to store: the query moves on
 
         # The next run finds nothing: the label took every issue out of the query.
@@ -600,6 +637,38 @@ def test_a_busy_issue_stops_the_run_and_the_next_run_takes_it(
     assert escalations(runtime, "SUP-1") == ["SH3"] and escalations(runtime, "SUP-2") == ["SH3"]
 
 
+@pytest.mark.parametrize(
+    "failing",
+    ["POST /rest/api/2/issue/SUP-1/comment", "POST /rest/api/2/issue/SUP-1/transitions"],
+    ids=["note", "workflow move"],
+)
+def test_sh3_a_write_that_stops_half_way_is_found_and_finished_by_the_next_run(
+    failing: str, cloud: FakeJira, runtimes: Callable[..., Runtime]
+) -> None:
+    # The query leaves out issues labelled sla_breached: a label that landed before the write
+    # stopped (the note or the workflow move answered 503) would hide the breach for good.
+    cloud.add(issue_json("SUP-1"))
+    runtime = runtimes()
+    cloud.failing[failing] = 1
+
+    first = sweep(runtime)
+
+    assert (first.tickets_escalated, first.complete) == (0, False)
+    assert "tried again next run" in first.errors[0]
+    assert "sla_breached" not in cloud.labels("SUP-1")
+    assert escalations(runtime, "SUP-1") == []
+
+    second = sweep(runtime)
+
+    assert (second.breaches, second.tickets_escalated, second.complete) == (1, 1, True)
+    assert escalations(runtime, "SUP-1") == ["SH3"]
+    assert {"escalated", "sla_breached"} <= cloud.labels("SUP-1")
+    group = "Technical Support Team Leaders"
+    assert [c["body"] for c in cloud.comments["SUP-1"]] == [SH3_NOTE.format(group=group)]  # posted once
+    assert cloud.issues["SUP-1"]["fields"]["customfield_10105"] == {"name": group}
+    assert sweep(runtime).breaches == 0  # labelled now: out of the query
+
+
 def test_push_then_sweep_is_one_escalation_and_one_comment(cloud: FakeJira, runtimes: Callable[..., Runtime]) -> None:
     cloud.add(issue_json("SUP-7"))
     runtime = runtimes()
@@ -608,7 +677,7 @@ def test_push_then_sweep_is_one_escalation_and_one_comment(cloud: FakeJira, runt
     push(runtime)
     report = sweep(runtime)
 
-    assert cloud.bodies("PUT", "/issue/SUP-7") == [sh3_edit("Technical Support Team Leaders")]
+    assert cloud.bodies("PUT", "/issue/SUP-7") == sh3_edits("Technical Support Team Leaders")
     assert [c["body"] for c in cloud.bodies("POST", "/issue/SUP-7/comment")] == [
         SH3_NOTE.format(group="Technical Support Team Leaders")
     ]
@@ -626,7 +695,7 @@ def test_sweep_then_push_is_one_escalation_and_one_comment(cloud: FakeJira, runt
     push(runtime)
 
     assert report.tickets_escalated == 1
-    assert cloud.bodies("PUT", "/issue/SUP-7") == [sh3_edit("Technical Support Team Leaders")]
+    assert cloud.bodies("PUT", "/issue/SUP-7") == sh3_edits("Technical Support Team Leaders")
     assert len(cloud.bodies("POST", "/issue/SUP-7/comment")) == 1
     assert escalations(runtime, "SUP-7") == ["SH3"]
     history = runtime.escalations.history(Platform.JIRA, "SUP-7")
@@ -674,10 +743,11 @@ def test_sd1_a_deferred_request_is_woken_by_the_sweep(cloud: FakeJira, runtimes:
     assert after.history[-1].rule == "SD1" and after.first_contact_due == breach_at + timedelta(hours=1)
     assert cloud.bodies("PUT", "/issue/SUP-7")[1:] == [
         {
-            "update": {"labels": [{"add": "escalated"}, {"add": "sla_breached"}, {"remove": "escalation_deferred"}]},
+            "update": {"labels": [{"add": "escalated"}, {"remove": "escalation_deferred"}]},
             "fields": {"customfield_10105": {"name": "Service Desk Managers"},
                        "customfield_10106": "2026-03-10T13:00:05.000+0000"},
-        }
+        },
+        SLA_LABEL_EDIT,
     ]  # fmt: skip
     assert [c["body"] for c in cloud.bodies("POST", "/request/SUP-7/comment")][1:] == [SD1_WOKEN_REPLY]
     [note] = cloud.bodies("POST", "/issue/SUP-7/comment")
@@ -697,7 +767,7 @@ def test_the_worker_runs_the_jira_sweep_as_its_registered_periodic_task(
     assert runtime.tasks.run_pending() == 1
 
     assert escalations(runtime, "SUP-3") == ["SH3"]
-    assert cloud.bodies("PUT", "/issue/SUP-3") == [sh3_edit("Technical Support Team Leaders")]
+    assert cloud.bodies("PUT", "/issue/SUP-3") == sh3_edits("Technical Support Team Leaders")
 
 
 def test_a_snapshot_that_carries_its_slas_is_not_read_again(cloud: FakeJira) -> None:
