@@ -6,10 +6,13 @@ up to 1,000 events a page in time order, with `end_time` to start the next page 
 `end_time`, and the cursor must move one page at a time (only once that page is handled), so
 the pages are read through the same zenpy session with the gateway's `_get`.
 
-A `breach` event is still real when it is not `deleted` and no later `fulfill` or
-`update_status` event of the same ticket, metric and instance follows it on the page; one
-dated after now is not a breach yet, and the cursor never moves past now, so it is read
-again once due (if Zendesk has not deleted it by then, the target was missed). The
+A `breach` event is dated ahead, when the target is set, and Zendesk marks it `deleted` when
+the target is met in time (or changes). So a breach is real when it is not `deleted` and is
+not dated after now; one dated after now is not a breach yet, and the cursor never moves past
+now, so it is read again once due (if Zendesk has not deleted it by then, the target was
+missed). A `fulfill` after the breach is the target met late: the SLA was breached all the
+same, as Jira's `breached()` also says of a cycle completed late, and whether the sweep read
+the breach before the fulfil or on the same page makes no difference. The
 page's tickets are read together (`show_many`, 100 at a time), so the sweep does not read
 them one by one, and each ticket once per run: a ticket an earlier page already gave comes
 again without a snapshot (run_sweep decides each ticket once per run, from the first). The
@@ -41,8 +44,6 @@ PAGE_SIZE = 1000  # a full time-based export page; a shorter one is the last
 EXPORT_REQUESTS_PER_MINUTE = 10
 # Zendesk refuses a start_time less than a minute in the past.
 MIN_AGE = timedelta(minutes=1)
-# What cancels a breach of the same ticket, metric and instance when it follows it.
-CANCELLING = frozenset({"fulfill", "update_status"})
 
 
 class RateLimiter:
@@ -82,10 +83,11 @@ def _key(event: Mapping[str, Any]) -> tuple[str, str, str]:
 def still_real_breaches(events: Sequence[Any]) -> list[tuple[Mapping[str, Any], datetime]]:
     """The page's breach events that still stand, in time order, each with its time.
 
-    Dropped: breaches Zendesk marked `deleted` (the SLA changed, or the ticket did), and
-    breaches that a later `fulfill` / `update_status` of the same ticket, metric and
-    instance follows. Events without a ticket, metric or readable time are skipped with a
-    warning: one odd event must not stop the sweep.
+    Dropped: breaches Zendesk marked `deleted` (the target was met in time, the SLA changed,
+    or the ticket did); a later `fulfill` / `update_status` (the target met late) leaves a
+    breach standing. Several breaches of the same ticket, metric and instance count as the
+    newest. Events without a ticket, metric or readable time are skipped with a warning: one
+    odd event must not stop the sweep.
     """
     readable: list[tuple[datetime, int, Mapping[str, Any]]] = []
     for position, event in enumerate(events):
@@ -99,17 +101,11 @@ def still_real_breaches(events: Sequence[Any]) -> list[tuple[Mapping[str, Any], 
             continue
         readable.append((when, position, event))
     readable.sort(key=lambda item: (item[0], item[1]))
-    open_breaches: dict[tuple[str, str, str], tuple[Mapping[str, Any], datetime]] = {}
+    standing: dict[tuple[str, str, str], tuple[Mapping[str, Any], datetime]] = {}
     for when, _, event in readable:
-        kind = text(event.get("type"))
-        key = _key(event)
-        if kind == "breach":
-            if event.get("deleted") is True:
-                continue
-            open_breaches[key] = (event, when)
-        elif kind in CANCELLING:
-            open_breaches.pop(key, None)
-    return sorted(open_breaches.values(), key=lambda item: item[1])
+        if text(event.get("type")) == "breach" and event.get("deleted") is not True:
+            standing[_key(event)] = (event, when)
+    return sorted(standing.values(), key=lambda item: item[1])
 
 
 @dataclass

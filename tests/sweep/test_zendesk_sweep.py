@@ -76,28 +76,48 @@ def escalated_transitions(storage: SweepStorage, ref: str) -> int:
 # --- which breaches are still real ---------------------------------------------------------------
 
 
-def test_a_breach_stands_unless_deleted_or_followed_by_a_fulfil_of_the_same_instance() -> None:
+def test_a_breach_stands_unless_zendesk_deleted_it_a_late_fulfil_does_not_undo_it() -> None:
+    # Zendesk dates a breach event ahead, when the target is set, and marks it deleted when the
+    # target is met in time. A fulfil after the breach is a target met late: the SLA was breached
+    # all the same, whether the sweep read the breach before the fulfil or on the same page.
     at = T0
     events = [
         metric_event(1, 101, "apply_sla", at),
         metric_event(2, 101, "breach", at + timedelta(minutes=5)),  # stands
-        metric_event(3, 102, "breach", at + timedelta(minutes=5)),
-        metric_event(4, 102, "fulfill", at + timedelta(minutes=9)),  # fulfilled later: dropped
+        metric_event(3, 102, "breach", at + timedelta(minutes=5)),  # stands: fulfilled late
+        metric_event(4, 102, "fulfill", at + timedelta(minutes=9)),
         metric_event(5, 103, "breach", at + timedelta(minutes=6), deleted=True),  # Zendesk withdrew it
-        metric_event(6, 104, "breach", at + timedelta(minutes=7), instance=2),
-        metric_event(7, 104, "fulfill", at + timedelta(minutes=8), instance=1),  # another instance: stands
-        metric_event(8, 105, "breach", at + timedelta(minutes=7), metric="agent_work_time"),
-        metric_event(9, 105, "fulfill", at + timedelta(minutes=8), metric="reply_time"),  # another metric
-        metric_event(10, 106, "breach", at + timedelta(minutes=7)),
-        metric_event(11, 106, "update_status", at + timedelta(minutes=9)),  # fulfilled, times updated
+        metric_event(10, 106, "breach", at + timedelta(minutes=7)),  # stands: fulfilled late, times updated
+        metric_event(11, 106, "update_status", at + timedelta(minutes=9)),
         metric_event(12, 107, "fulfill", at + timedelta(minutes=1)),
-        metric_event(13, 107, "breach", at + timedelta(minutes=2)),  # the fulfil came first: stands
+        metric_event(13, 107, "breach", at + timedelta(minutes=2)),  # stands
         {"id": 14, "type": "breach", "metric": "reply_time", "time": "not a time", "ticket_id": 108},
         "not an event",
     ]
     kept = still_real_breaches(events)
-    assert [(e["id"], e["ticket_id"]) for e, _ in kept] == [(13, 107), (2, 101), (6, 104), (8, 105)]
+    assert [(e["id"], e["ticket_id"]) for e, _ in kept] == [(13, 107), (2, 101), (3, 102), (10, 106)]
     assert kept[1][1] == at + timedelta(minutes=5)
+
+
+def test_sh3_a_breach_met_late_escalates_though_its_fulfil_is_on_the_same_page(
+    storage: SweepStorage, zendesk: ZendeskSweepApi, sleeps: Sleeps
+) -> None:
+    # Before, a fulfil on the same page undid the breach, while one read a run later did not:
+    # whether the ticket escalated hung on when the sweep happened to run.
+    zendesk.events = [
+        metric_event(8001, 301, "breach", T0 + timedelta(seconds=100)),
+        metric_event(8002, 301, "fulfill", T0 + timedelta(seconds=400)),  # the reply came five minutes late
+        metric_event(8003, 301, "update_status", T0 + timedelta(seconds=400)),
+    ]
+    zendesk.open_tickets([301])
+    _, source = make_source(sleeps)
+    report = sweep(storage, source, sleeps, since=T0)
+
+    assert (report.breaches, report.tickets_escalated) == (1, 1)
+    esc = storage.escalations.load(Platform.ZENDESK, "301")
+    assert esc is not None and esc.state is State.ESCALATED
+    assert esc.history[-1].rule == "SH3" and esc.history[-1].delivery_id == "zendesk-sla:8001"
+    assert "sla_breached" in zendesk.tags("301")
 
 
 # --- a paged export -----------------------------------------------------------------------------
@@ -108,8 +128,8 @@ def paged_events() -> list[dict[str, Any]]:
     events = fillers(1, T0, 1000)
     interesting = [
         metric_event(5001, 101, "breach", T0 + timedelta(seconds=100)),
-        metric_event(5002, 102, "breach", T0 + timedelta(seconds=110)),
-        metric_event(5003, 102, "fulfill", T0 + timedelta(seconds=120)),
+        metric_event(5002, 102, "breach", T0 + timedelta(seconds=110), deleted=True),  # met in time
+        metric_event(5003, 102, "fulfill", T0 + timedelta(seconds=105)),
         metric_event(5004, 103, "breach", T0 + timedelta(seconds=130), metric="agent_work_time"),
         metric_event(5005, 104, "breach", T0 + timedelta(seconds=140), deleted=True),
         metric_event(5006, 105, "breach", T0 + timedelta(seconds=150)),
@@ -121,8 +141,8 @@ def paged_events() -> list[dict[str, Any]]:
     assert len(events) == 1000
     page_two = [
         metric_event(6001, 106, "breach", T0 + timedelta(seconds=2000)),
-        metric_event(6002, 107, "breach", T0 + timedelta(seconds=2001)),
-        metric_event(6003, 107, "fulfill", T0 + timedelta(seconds=2002)),
+        metric_event(6002, 107, "breach", T0 + timedelta(seconds=2001), deleted=True),  # met in time
+        metric_event(6003, 107, "fulfill", T0 + timedelta(seconds=2000, milliseconds=500)),
         *fillers(7000, T0 + timedelta(seconds=2003), 10),
     ]
     return events + page_two
@@ -678,8 +698,8 @@ def test_tierup_sweep_prints_a_summary(
     zendesk.open_tickets(["4016", "4017"])
     zendesk.events = [
         metric_event(77, 4016, "breach", NOW - timedelta(minutes=10)),
-        metric_event(78, 4017, "breach", NOW - timedelta(minutes=9)),
-        metric_event(79, 4017, "fulfill", NOW - timedelta(minutes=8)),
+        metric_event(78, 4017, "breach", NOW - timedelta(minutes=9), deleted=True),  # met in time
+        metric_event(79, 4017, "fulfill", NOW - timedelta(minutes=10, seconds=30)),
     ]
     assert main(["sweep", "--platform", "zendesk", "--since", "2026-03-10T09:00:00Z"]) == 0
     out = capsys.readouterr().out.splitlines()
