@@ -421,6 +421,8 @@ class ZendeskInstaller:
         found: dict[str, Any] = {}
         for item in items:
             name = getattr(item, key, None)
+            if getattr(item, "deleted", False) is True:
+                continue  # a deleted group: Zendesk still lists it, but nothing can be assigned to it
             if name and name not in found:
                 found[str(name)] = item
         return found

@@ -114,7 +114,10 @@ class FakeAccount:
     def _delete(self, plural: str) -> Any:
         def answer(request: Any) -> tuple[int, dict[str, str], str]:
             ident = request.url.rstrip("/").rsplit("/", 1)[1].removesuffix(".json")
-            del self.objects[plural][ident]
+            if plural == "groups":  # a deleted group stays, marked deleted, and List Groups still lists it
+                self.objects[plural][ident]["deleted"] = True
+            else:
+                del self.objects[plural][ident]
             return 204, {}, ""
 
         return answer
@@ -382,7 +385,7 @@ def test_uninstall_removes_only_what_install_created(account: FakeAccount, tmp_p
     # The admin's own objects, the existing groups and the other webhooks are all still there.
     assert [t["title"] for t in account.objects["triggers"].values()] == ["Notify requester of new ticket"]
     assert [f["title"] for f in account.objects["ticket_fields"].values()] == ["Product"]
-    assert sorted(g["name"] for g in account.objects["groups"].values()) == [
+    assert sorted(g["name"] for g in account.objects["groups"].values() if not g.get("deleted")) == [
         "Support",
         "Technical Support Team Leaders",
     ]
@@ -399,6 +402,26 @@ def test_uninstall_removes_only_what_install_created(account: FakeAccount, tmp_p
     account.mock.calls.reset()
     again = installer(env_path).uninstall()
     assert account.writes == 0 and again.lines()[-1] == "nothing to remove"
+
+
+def test_install_after_uninstall_creates_the_groups_again_rather_than_mapping_deleted_ones(
+    account: FakeAccount, tmp_path: Path
+) -> None:
+    # Zendesk keeps a deleted group, marked deleted, in List Groups: mapped by name, every
+    # escalation would be assigned to a group that no longer exists.
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    installer(env_path).uninstall()
+    report = installer(env_path).install(PUBLIC_URL)
+
+    assert sorted(s.name for s in report.steps if (s.action, s.kind) == ("create", "group")) == [
+        "Technical Support Management", "Technical Support Team Leaders APAC",
+    ]  # fmt: skip
+    ids = json.loads(load_env(env_path)["ZENDESK_GROUP_IDS"]).values()
+    deleted = {g["id"] for g in account.objects["groups"].values() if g.get("deleted")}
+    assert len(deleted) == 2 and not deleted & set(ids)
+    again = installer(env_path).uninstall(dry_run=True)
+    assert len([s for s in again.changes if s.kind == "group"]) == 2  # the new ones, not the deleted ones again
 
 
 def test_uninstall_dry_run_deletes_nothing(account: FakeAccount, tmp_path: Path) -> None:
