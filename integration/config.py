@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dotenv import dotenv_values
+from dotenv import dotenv_values, set_key, unset_key
 
 
 class ConfigError(ValueError):
@@ -22,6 +22,27 @@ def load_env(path: str | Path = ENV_FILE) -> dict[str, str]:
     values = {k: v for k, v in dotenv_values(path).items() if v is not None} if Path(path).exists() else {}
     values.update(os.environ)
     return values
+
+
+def update_env_file(path: Path, values: Mapping[str, str], remove: Iterable[str] = ()) -> None:
+    """Set `values` and remove the keys in `remove` in the .env file at `path` (the installers' ids and secrets).
+
+    A symlinked .env is written where it points (a deployed config file stays one file); a new
+    one is readable by its owner only. A file that cannot be written is a ConfigError: the
+    helpdesk may already hold what the command made, and running it again is safe.
+    """
+    try:
+        if not path.exists():
+            path.touch(mode=0o600)
+        for key, value in values.items():
+            set_key(path, key, value, quote_mode="always", follow_symlinks=True)
+        for key in remove:
+            unset_key(path, key, follow_symlinks=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {path} ({exc.strerror or type(exc).__name__}): what was changed in the helpdesk stays; "
+            "make the file writable and run the command again"
+        ) from None
 
 
 def secrets_list(value: str | None) -> tuple[str, ...]:

@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from dotenv import set_key
-
 from adapters.jira.gateway import JiraGateway
 from adapters.jira.parse import Json
 from adapters.jira.settings import Deployment, JiraFields, JiraSettings
 from adapters.jira.verify import URL_TOKEN_PARAMETER
-from integration.config import ConfigError
+from integration.config import ConfigError, update_env_file
 from integration.policy import Policy
 
 WEBHOOK_NAME = "Tierup escalations"
@@ -442,14 +440,6 @@ def _check_link_type(gateway: JiraGateway, plan: InstallPlan) -> None:
     plan.problems.append(f'issue link type "{wanted}" (JIRA_LINK_TYPE) does not exist: {hint}')
 
 
-def _write_env(env_file: Path, values: Mapping[str, str]) -> None:
-    if not env_file.exists():
-        # The file holds secrets: readable by its owner only.
-        env_file.touch(mode=0o600)
-    for key, value in values.items():
-        set_key(str(env_file), key, value)
-
-
 def apply_install(gateway: JiraGateway, plan: InstallPlan, env_file: Path) -> None:
     """Register or update the webhook and store what the service needs in `.env`."""
     base = f"{gateway.settings.url}/rest/webhooks/1.0/webhook"
@@ -459,7 +449,7 @@ def apply_install(gateway: JiraGateway, plan: InstallPlan, env_file: Path) -> No
     elif plan.action == "update":
         gateway.call("update webhook", "PUT", f"{base}/{plan.webhook_id}", body=plan.webhook)
     if plan.store:
-        _write_env(env_file, plan.store)
+        update_env_file(env_file, plan.store)
 
 
 def describe_install(plan: InstallPlan, *, dry_run: bool, env_file: Path) -> str:

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values, set_key, unset_key
+from dotenv import dotenv_values
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Automation, Group, Macro, TicketField, Trigger, Webhook
 
 from adapters.zendesk.gateway import REQUEST_LINK_TAG, call_zendesk
 from adapters.zendesk.parse import COMMAND_TAGS, PRIORITY_PREFIX, REASON_PREFIX, REQUEST_TAG, TriggerKind, trigger_body
 from adapters.zendesk.settings import FIELD_SETTINGS, parse_group_ids
-from integration.config import ConfigError, secrets_list
+from integration.config import ConfigError, secrets_list, update_env_file
 from integration.model import Channel, Command, Priority, Reason
 from integration.policy import REASON_LABELS, Policy
 
@@ -532,6 +532,7 @@ class ZendeskInstaller:
 
     def _settings(self, values: Mapping[str, str | None], report: Report, dry_run: bool) -> None:
         current = _env_file(self.env_path)
+        changed: dict[str, str] = {}
         for name, value in values.items():
             if value is None or value == PENDING:
                 continue
@@ -539,8 +540,9 @@ class ZendeskInstaller:
                 report.add("keep", "setting", name)
                 continue
             report.add("set", "setting", name, f"in {self.env_path}")
-            if not dry_run:
-                set_key(str(self.env_path), name, value, quote_mode="always")
+            changed[name] = value
+        if changed and not dry_run:
+            update_env_file(self.env_path, changed)
 
     def install(self, public_url: str | None, dry_run: bool = False) -> Report:
         """Create or update everything, then store the ids in .env; a dry run only reads."""
@@ -645,11 +647,9 @@ class ZendeskInstaller:
                 updates["ZENDESK_GROUP_IDS"] = json.dumps(remaining, ensure_ascii=False)
             else:
                 unset.append("ZENDESK_GROUP_IDS")
-        for name, value in updates.items():
+        for name in updates:
             report.add("set", "setting", name, f"in {self.env_path}")
-            if not dry_run:
-                set_key(str(self.env_path), name, value, quote_mode="always")
         for name in unset:
             report.add("unset", "setting", name, f"in {self.env_path}")
-            if not dry_run:
-                unset_key(str(self.env_path), name)
+        if not dry_run and (updates or unset):
+            update_env_file(self.env_path, updates, unset)

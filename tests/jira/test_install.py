@@ -154,6 +154,28 @@ def test_a_new_env_file_is_readable_by_its_owner_only(here: Path, jira: Jira, mo
     assert env_file(here)["JIRA_WEBHOOK_SECRET"]
 
 
+def test_a_symlinked_env_file_is_written_where_it_points(here: Path, jira: Jira) -> None:
+    deployed = here / "tierup.env"
+    (here / ".env").rename(deployed)
+    (here / ".env").symlink_to(deployed)
+    assert main(["install", "jira"]) == 0
+    assert (here / ".env").is_symlink()  # still the deployed file: python-dotenv replaced the link before
+    assert dotenv_values(deployed)["JIRA_WEBHOOK_SECRET"]
+
+
+def test_an_env_file_that_cannot_be_written_is_one_line(
+    here: Path, jira: Jira, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / ".env").unlink()
+    (here / ".env").mkdir()  # anything that refuses the write (permissions, a read-only volume) answers alike
+    for name, value in INSTALL_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert main(["install", "jira"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tierup: cannot write .env (Is a directory)") and len(err.splitlines()) == 1
+    assert "run the command again" in err
+
+
 def test_second_run_changes_nothing(here: Path, jira: Jira, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["install", "jira"]) == 0
     before = (here / ".env").read_text()

@@ -424,6 +424,17 @@ def test_install_after_uninstall_creates_the_groups_again_rather_than_mapping_de
     assert len([s for s in again.changes if s.kind == "group"]) == 2  # the new ones, not the deleted ones again
 
 
+def test_a_symlinked_env_file_is_written_where_it_points(account: FakeAccount, tmp_path: Path) -> None:
+    deployed = tmp_path / "tierup.env"
+    deployed.write_text("TIERUP_POLICY='lead-review'\n")
+    (tmp_path / ".env").symlink_to(deployed)
+    installer(tmp_path / ".env").install(PUBLIC_URL)
+    installer(tmp_path / ".env").uninstall()
+    assert (tmp_path / ".env").is_symlink()  # python-dotenv replaced the link with a copy before
+    assert load_env(deployed)["TIERUP_POLICY"] == "lead-review" and "ZENDESK_WEBHOOK_ID" not in load_env(deployed)
+    assert "ZENDESK_BOT_USER_ID" in load_env(deployed)  # written by install, where the link points
+
+
 def test_uninstall_dry_run_deletes_nothing(account: FakeAccount, tmp_path: Path) -> None:
     env_path = tmp_path / ".env"
     installer(env_path).install(PUBLIC_URL)
