@@ -237,6 +237,7 @@ def plan_install(
         "events": list(WEBHOOK_EVENTS),
         "filters": {JQL_FILTER: jql_filter(settings)},
         "excludeBody": False,
+        "enabled": True,  # an update switches a webhook an admin disabled back on (install reports "disabled")
         "secret": secret,
     }
     _refuse_new_webhook_resource(gateway, (

@@ -213,6 +213,23 @@ def test_a_changed_setting_updates_our_webhook_in_place(here: Path, capsys: pyte
     assert "update id 7 (JQL filter 'project in (SUP)')" in capsys.readouterr().out
 
 
+def test_our_webhook_switched_off_by_an_admin_is_switched_on_again(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_env(here, {**INSTALL_ENV, "JIRA_WEBHOOK_SECRET": "kept-secret-0123456789"})
+    hooks = fixture("rest_webhooks_list_with_ours.json")
+    hooks[1]["enabled"] = False  # Administration > System > WebHooks: Disable
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        jira = Jira(rsps, hooks)
+        assert main(["install", "jira"]) == 0
+        assert "(disabled)" in capsys.readouterr().out
+        [sent] = [json.loads(c.request.body) for c in rsps.calls if c.request.method == "PUT"]
+        assert sent["enabled"] is True and jira.hooks[1]["enabled"] is True
+        rsps.calls.reset()
+        assert main(["install", "jira"]) == 0
+        assert jira.writes() == []  # switched on: nothing more to do
+
+
 def test_our_webhook_without_a_stored_secret_gets_a_new_one(here: Path) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         jira = Jira(rsps, fixture("rest_webhooks_list_with_ours.json"))
