@@ -341,7 +341,7 @@ def marked(data: Mapping[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class Step:
-    action: str  # create, update, delete, map, keep, set, unset
+    action: str  # create, update, delete, map, keep, leave, set, unset
     kind: str
     name: str
     detail: str = ""
@@ -371,7 +371,7 @@ class Report:
         return [s for s in self.steps if s.writes]
 
     def lines(self) -> list[str]:
-        out = [s.line() for s in self.steps if s.writes or s.action == "map"]
+        out = [s.line() for s in self.steps if s.writes or s.action in ("map", "leave")]
         if not self.changes:
             out.append("everything is up to date: nothing to change" if self.verb == "install" else "nothing to remove")
         elif self.dry_run:
@@ -427,19 +427,23 @@ class ZendeskInstaller:
                 found[str(name)] = item
         return found
 
+    def _titles(self, escalation_address: str | None) -> dict[str, list[str]]:
+        """The titles of the objects install manages, by kind (with the email triggers when there is an address)."""
+        pending = Known(webhook_id=PENDING, field_ids={})
+        return {
+            "ticket field": [spec["title"] for spec in desired_fields().values()],
+            "trigger": list(desired_triggers(self.policy, pending, escalation_address)),
+            "macro": list(desired_macros()),
+            "automation": list(desired_automations(pending)),
+        }
+
     def _refuse_takeovers(self, listed: Mapping[str, Mapping[str, Any]], hooks: Sequence[Any]) -> None:
         """ConfigError naming every object install would manage that has our title but is not ours.
 
         Install matches its objects by title; one the admin made (no MARKER) is never updated
         in Tierup's place, nor later deleted by uninstall.
         """
-        pending = Known(webhook_id=PENDING, field_ids={})
-        titles = {
-            "ticket field": [spec["title"] for spec in desired_fields().values()],
-            "trigger": list(desired_triggers(self.policy, pending, self.escalation_address)),
-            "macro": list(desired_macros()),
-            "automation": list(desired_automations(pending)),
-        }
+        titles = self._titles(self.escalation_address)
         taken = [
             f'{kind} "{title}"'
             for kind, names in titles.items()
@@ -583,8 +587,10 @@ class ZendeskInstaller:
         report = Report(dry_run, verb="uninstall")
         deleted_fields: set[int] = set()
         deleted_groups: set[str] = set()
+        # Only the titles install manages: an admin's clone of a Tierup macro carries the marker too.
+        managed = self._titles(self.escalation_address or "any@example.org")  # the email triggers' titles too
         for kind in ("trigger", "automation", "macro"):
-            self._delete_marked(kind, self._existing(kind).values(), report, dry_run)
+            self._delete_marked(kind, self._existing(kind).values(), report, dry_run, managed[kind])
         hooks = call_zendesk("list webhooks", lambda: list(self.client.webhooks.list()))
         gone_secrets: set[str] = set()
         gone_hooks: set[str] = set()
@@ -598,19 +604,28 @@ class ZendeskInstaller:
             report.add("delete", "webhook", WEBHOOK_NAME, hook_id)
             if not dry_run:
                 call_zendesk("delete webhook", self.client.webhooks.delete, Webhook(id=hook_id))
-        for item in self._delete_marked("ticket field", self._existing("ticket field").values(), report, dry_run):
+        fields = self._existing("ticket field").values()
+        for item in self._delete_marked("ticket field", fields, report, dry_run, managed["ticket field"]):
             deleted_fields.add(int(item.id))
         for item in self._delete_marked("group", self._existing("group").values(), report, dry_run):
             deleted_groups.add(str(item.name))
         self._forget(report, dry_run, deleted_fields, deleted_groups, gone_hooks, gone_secrets)
         return report
 
-    def _delete_marked(self, kind: str, items: Iterable[Any], report: Report, dry_run: bool) -> list[Any]:
+    def _delete_marked(
+        self, kind: str, items: Iterable[Any], report: Report, dry_run: bool, titles: Sequence[str] | None = None
+    ) -> list[Any]:
+        """Delete the marked `items` (only those titled as in `titles`, when given); the ones deleted."""
         deleted = []
         for item in items:
             if not marked(plain(item)):
                 continue  # not ours: left alone
             name = str(getattr(item, "name", None) or getattr(item, "title", ""))
+            if titles is not None and name not in titles:
+                # Marked, but not a title install makes: an admin's clone (Zendesk copies the description), or
+                # one of ours the admin renamed and so made their own. Left alone, and said so.
+                report.add("leave", kind, name, f"{item.id}: has {MARKER} but is not one install manages")
+                continue
             report.add("delete", kind, name, str(item.id))
             deleted.append(item)
             if not dry_run:

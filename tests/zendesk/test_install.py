@@ -435,6 +435,20 @@ def test_a_symlinked_env_file_is_written_where_it_points(account: FakeAccount, t
     assert "ZENDESK_BOT_USER_ID" in load_env(deployed)  # written by install, where the link points
 
 
+def test_uninstall_leaves_an_admins_clone_of_a_tierup_macro(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    ours = account.named("macros", "Escalate ticket")
+    # Zendesk's Clone copies the description (and so the marker); the admin renames and extends the copy.
+    clone = account.add("macros", title="Escalate ticket + tell customer", description=ours["description"],
+                        active=True, actions=[*ours["actions"], {"field": "comment_value", "value": "Escalated."}])
+    report = installer(env_path).uninstall()
+
+    assert [m["title"] for m in account.objects["macros"].values()] == [clone["title"]]
+    assert "leave   macro 'Escalate ticket + tell customer'" in "\n".join(report.lines())
+    assert len([s for s in report.steps if (s.action, s.kind) == ("delete", "macro")]) == 4
+
+
 def test_uninstall_dry_run_deletes_nothing(account: FakeAccount, tmp_path: Path) -> None:
     env_path = tmp_path / ".env"
     installer(env_path).install(PUBLIC_URL)
