@@ -565,6 +565,10 @@ class ZendeskInstaller:
         known = Known(webhook_id=hook_id, field_ids={k: v for k, v in field_ids.items() if v != PENDING})
         triggers = desired_triggers(self.policy, known, self.escalation_address)
         self._sync("trigger", triggers, listed["trigger"], report, dry_run)
+        # Ours, but no longer wanted: the email triggers once ZENDESK_ESCALATION_ADDRESS is unset.
+        retired = [t for t in self._titles("any@example.org")["trigger"] if t not in triggers]
+        unwanted = [listed["trigger"][t] for t in retired if t in listed["trigger"]]
+        self._delete_marked("trigger", unwanted, report, dry_run)
         self._sync("macro", desired_macros(), listed["macro"], report, dry_run)
         self._sync("automation", desired_automations(known), listed["automation"], report, dry_run)
         current = _env_file(self.env_path)

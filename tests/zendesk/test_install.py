@@ -584,6 +584,19 @@ def test_the_email_triggers_are_kept_by_a_second_run_and_removed_by_uninstall(
     assert [t["title"] for t in account.objects["triggers"].values()] == ["Notify requester of new ticket"]
 
 
+def test_unsetting_the_escalation_address_removes_the_email_triggers(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    email_installer(env_path).install(PUBLIC_URL)
+    report = email_installer(env_path, None).install(PUBLIC_URL)  # "Unset: no email channel"
+
+    assert sorted((s.action, s.name) for s in report.changes if s.kind == "trigger") == [
+        ("delete", t) for t in sorted(EMAIL_TRIGGERS)
+    ]
+    assert not set(EMAIL_TRIGGERS) & {t["title"] for t in account.objects["triggers"].values()}
+    account.mock.calls.reset()
+    assert email_installer(env_path, None).install(PUBLIC_URL).changes == [] and account.writes == 0
+
+
 def test_an_address_that_is_not_one_email_is_refused() -> None:
     with pytest.raises(ConfigError, match="ZENDESK_ESCALATION_ADDRESS must be one e-mail address"):
         ZendeskSettings.from_env({"ZENDESK_URL": URL, "ZENDESK_EMAIL": "tierup@acme.example", "ZENDESK_API_TOKEN": "t",
