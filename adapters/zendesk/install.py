@@ -589,38 +589,49 @@ class ZendeskInstaller:
     def uninstall(self, dry_run: bool = False) -> Report:
         """Delete what install created (marked objects only); forget their ids in .env."""
         report = Report(dry_run, verb="uninstall")
-        deleted_fields: set[int] = set()
-        deleted_groups: set[str] = set()
-        # Only the titles install manages: an admin's clone of a Tierup macro carries the marker too.
-        managed = self._titles(self.escalation_address or "any@example.org")  # the email triggers' titles too
-        for kind in ("trigger", "automation", "macro"):
-            self._delete_marked(kind, self._existing(kind).values(), report, dry_run, managed[kind])
-        hooks = call_zendesk("list webhooks", lambda: list(self.client.webhooks.list()))
+        fields: list[Any] = []
+        groups: list[Any] = []
         gone_secrets: set[str] = set()
         gone_hooks: set[str] = set()
-        for hook in hooks:
-            if getattr(hook, "name", None) != WEBHOOK_NAME or not marked(plain(hook)):
-                continue
-            hook_id = str(hook.id)
-            secret = call_zendesk("read the webhook's secret", self.client.webhooks.show_secret, hook_id)
-            gone_secrets.add(str(secret.secret))
-            gone_hooks.add(hook_id)
-            report.add("delete", "webhook", WEBHOOK_NAME, hook_id)
-            if not dry_run:
-                call_zendesk("delete webhook", self.client.webhooks.delete, Webhook(id=hook_id))
-        fields = self._existing("ticket field").values()
-        for item in self._delete_marked("ticket field", fields, report, dry_run, managed["ticket field"]):
-            deleted_fields.add(int(item.id))
-        for item in self._delete_marked("group", self._existing("group").values(), report, dry_run):
-            deleted_groups.add(str(item.name))
-        self._forget(report, dry_run, deleted_fields, deleted_groups, gone_hooks, gone_secrets)
+        try:
+            # Only the titles install manages: an admin's clone of a Tierup macro carries the marker too.
+            managed = self._titles(self.escalation_address or "any@example.org")  # the email triggers' titles too
+            for kind in ("trigger", "automation", "macro"):
+                self._delete_marked(kind, self._existing(kind).values(), report, dry_run, managed[kind])
+            hooks = call_zendesk("list webhooks", lambda: list(self.client.webhooks.list()))
+            for hook in hooks:
+                if getattr(hook, "name", None) != WEBHOOK_NAME or not marked(plain(hook)):
+                    continue
+                hook_id = str(hook.id)
+                secret = call_zendesk("read the webhook's secret", self.client.webhooks.show_secret, hook_id)
+                report.add("delete", "webhook", WEBHOOK_NAME, hook_id)
+                if not dry_run:
+                    call_zendesk("delete webhook", self.client.webhooks.delete, Webhook(id=hook_id))
+                gone_secrets.add(str(secret.secret))
+                gone_hooks.add(hook_id)
+            existing = self._existing("ticket field").values()
+            self._delete_marked("ticket field", existing, report, dry_run, managed["ticket field"], into=fields)
+            self._delete_marked("group", self._existing("group").values(), report, dry_run, into=groups)
+        finally:
+            # Also when a call failed half-way: what is gone is forgotten (a deleted webhook's secret cannot be
+            # read again, so a later run could not tell it from another webhook's).
+            deleted_fields = {int(item.id) for item in fields}
+            deleted_groups = {str(item.name) for item in groups}
+            self._forget(report, dry_run, deleted_fields, deleted_groups, gone_hooks, gone_secrets)
         return report
 
     def _delete_marked(
-        self, kind: str, items: Iterable[Any], report: Report, dry_run: bool, titles: Sequence[str] | None = None
+        self,
+        kind: str,
+        items: Iterable[Any],
+        report: Report,
+        dry_run: bool,
+        titles: Sequence[str] | None = None,
+        *,
+        into: list[Any] | None = None,
     ) -> list[Any]:
-        """Delete the marked `items` (only those titled as in `titles`, when given); the ones deleted."""
-        deleted = []
+        """Delete the marked `items` (only those titled as in `titles`, when given); each deleted one joins `into`."""
+        deleted = [] if into is None else into
         for item in items:
             if not marked(plain(item)):
                 continue  # not ours: left alone
@@ -631,10 +642,10 @@ class ZendeskInstaller:
                 report.add("leave", kind, name, f"{item.id}: has {MARKER} but is not one install manages")
                 continue
             report.add("delete", kind, name, str(item.id))
-            deleted.append(item)
             if not dry_run:
                 target = {"group": Group, **ZENPY_TYPES}[kind](id=item.id)
                 call_zendesk(f"delete {kind} {name!r}", self._api(kind).delete, target)
+            deleted.append(item)
         return deleted
 
     def _forget(

@@ -25,6 +25,7 @@ from adapters.zendesk.settings import ZendeskSettings
 from integration.cli import main
 from integration.config import ConfigError, load_env
 from integration.policy import load_policy
+from integration.ports import TransientError
 from tests.zendesk.helpers import API, URL, fixture
 
 PUBLIC_URL = "https://tierup.example.com"
@@ -447,6 +448,33 @@ def test_uninstall_leaves_an_admins_clone_of_a_tierup_macro(account: FakeAccount
     assert [m["title"] for m in account.objects["macros"].values()] == [clone["title"]]
     assert "leave   macro 'Escalate ticket + tell customer'" in "\n".join(report.lines())
     assert len([s for s in report.steps if (s.action, s.kind) == ("delete", "macro")]) == 4
+
+
+def test_an_uninstall_that_stops_half_way_forgets_what_it_deleted(account: FakeAccount, tmp_path: Path) -> None:
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    stored = load_env(env_path)
+    second_field = re.compile(re.escape(f"{API}/ticket_fields/") + r"\d+\.json$")
+    delete_field = account._delete("ticket_fields")
+    calls = itertools.count(1)
+
+    def unavailable_once(request: Any) -> tuple[int, dict[str, str], str]:
+        return (503, {"Retry-After": "30"}, "") if next(calls) == 2 else delete_field(request)
+
+    account.mock.remove(responses.DELETE, second_field)
+    account.mock.add_callback(responses.DELETE, second_field, callback=unavailable_once)
+    with pytest.raises(TransientError):
+        installer(env_path).uninstall()
+
+    # The webhook and the fields deleted before the 503: their ids and the webhook's secret (which
+    # no later run can read) are forgotten now; the fields still there are not.
+    after = load_env(env_path)
+    assert "ZENDESK_WEBHOOK_ID" not in after and "ZENDESK_WEBHOOK_SECRET" not in after
+    fields = {n: v for n, v in stored.items() if n.startswith("ZENDESK_FIELD_")}
+    gone = {n for n, v in fields.items() if v not in account.objects["ticket_fields"]}
+    assert gone and len(gone) < len(fields) and {n for n in fields if n not in after} == gone
+    installer(env_path).uninstall()
+    assert not [n for n in load_env(env_path) if n.startswith("ZENDESK_FIELD_")]
 
 
 def test_uninstall_dry_run_deletes_nothing(account: FakeAccount, tmp_path: Path) -> None:
