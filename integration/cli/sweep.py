@@ -161,7 +161,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         platform = Platform(args.platform) if args.platform else None
         targets = sweep_targets(runtime, platform)
         if not targets:
-            which = f"{platform.value} is" if platform else "no platform is"
+            which = f"{platform.value} is not" if platform else "no platform is"
             print(f"nothing to sweep: {which} configured with API credentials (dry run or off)")
             return 0
         complete = True

@@ -74,6 +74,13 @@ def test_policy_check_summarises(capsys: pytest.CaptureFixture[str]) -> None:
     assert "within SLA, sla_violation is deferred" in out
 
 
+def test_policy_check_names_who_may_escalate_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "check", "lead-review"]) == 0
+    out = capsys.readouterr().out
+    assert "who may escalate: user tags ['authorised_contact', 'club_employee', 'pg_champion']; " in out
+    assert "roles ['admin', 'agent', 'lead']" in out and "Role." not in out
+
+
 def test_policy_check_names_file_key_and_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = (Path(__file__).resolve().parents[2] / "integration/policies/lead-review.toml").read_text()
     bad = tmp_path / "bad.toml"

@@ -725,6 +725,10 @@ def test_tierup_sweep_without_credentials_has_nothing_to_sweep(
     assert capsys.readouterr().out.strip() == (
         "nothing to sweep: no platform is configured with API credentials (dry run or off)"
     )
+    assert main(["sweep", "--platform", "zendesk"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "nothing to sweep: zendesk is not configured with API credentials (dry run or off)"
+    )
 
 
 def test_tierup_sweep_refuses_a_bad_since(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
