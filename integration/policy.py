@@ -98,7 +98,6 @@ class Tags:
     confirmed: str = "escalation_confirmed"
     level_2: str = "escalation_level_2"
     sla_breached: str = "sla_breached"
-    resolved: str = "escalation_resolved"
 
     def state_tags(self) -> tuple[str, ...]:
         """Tags that mark a state; moving to a new state removes the others."""
