@@ -392,6 +392,19 @@ def _check_status(gateway: JiraGateway, plan: InstallPlan) -> None:
             )
 
 
+def _servicedesk_list(gateway: JiraGateway, what: str, path: str, *, missing_ok: bool = False) -> list[Json]:
+    """Every item of a JSM list, page after page (`start`, `limit`, `isLastPage`)."""
+    items: list[Json] = []
+    while True:
+        answer = gateway.call(f"list {what}", "GET", gateway.servicedesk_url(path),
+                              params={"start": len(items), "limit": 100}, missing_ok=missing_ok)  # fmt: skip
+        page = Json.root(answer or {}, what)
+        values = page.objects("values")
+        items += values
+        if not values or page.raw("isLastPage") is not False:
+            return items
+
+
 def _check_request_type(gateway: JiraGateway, plan: InstallPlan) -> None:
     wanted = gateway.settings.escalation_request_type
     if not wanted:
@@ -399,15 +412,10 @@ def _check_request_type(gateway: JiraGateway, plan: InstallPlan) -> None:
             "JIRA_ESCALATION_REQUEST_TYPE is not set: requests raised by the JSM form or by email are not read"
         )
         return
-    answer = gateway.call("list service desks", "GET", gateway.servicedesk_url("servicedesk"),
-                          params={"limit": 100}, missing_ok=True)  # fmt: skip
-    desks = Json.root(answer or {}, "service desks").objects("values")
+    desks = _servicedesk_list(gateway, "service desks", "servicedesk", missing_ok=True)
     ours = [d for d in desks if (d.opt_text("projectKey") or "") in gateway.settings.projects]
     for desk in ours:
-        types = gateway.call("list request types", "GET",
-                             gateway.servicedesk_url(f"servicedesk/{desk.text('id')}/requesttype"),
-                             params={"limit": 100})  # fmt: skip
-        found = Json.root(types or {}, "request types").objects("values")
+        found = _servicedesk_list(gateway, "request types", f"servicedesk/{desk.text('id')}/requesttype")
         # The setting may name the request type or give its id (JSM's `requestType.id`).
         names = {(t.opt_text(k) or "").lower() for t in found for k in ("name", "id")}
         if wanted.strip().lower() in names:

@@ -125,7 +125,8 @@ def policy_summary(policy: Policy) -> str:
     if a is None:
         lines.append("who may escalate: anyone on the ticket")
     else:
-        who = [f"user tags {sorted(a.user_tags)}" if a.user_tags else "", f"roles {sorted(r.value for r in a.roles)}" if a.roles else "",
+        roles = sorted(r.value for r in a.roles)
+        who = [f"user tags {sorted(a.user_tags)}" if a.user_tags else "", f"roles {roles}" if roles else "",
                f"organisations {sorted(a.organisations)}" if a.organisations else "",
                f"{len(a.emails)} listed addresses" if a.emails else ""]  # fmt: skip
         lines.append("who may escalate: " + "; ".join(w for w in who if w) + " (others: cancelled, internal note)")

@@ -56,10 +56,21 @@ class Jira:
                           callback=lambda r: (200, {}, json.dumps(self.statuses)))  # fmt: skip
         rsps.get(f"{SITE}/rest/servicedeskapi/servicedesk", json=fixture("servicedeskapi_servicedesk_list.json"))
         rsps.add_callback("GET", f"{SITE}/rest/servicedeskapi/servicedesk/1/requesttype",
-                          callback=lambda r: (200, {}, json.dumps(self.request_types)))  # fmt: skip
+                          callback=self._request_types)  # fmt: skip
         rsps.get(f"{SITE}/rest/api/2/myself", json=fixture("rest_api2_myself.json"))
         self.link_types: Any = fixture("rest_api2_issue_link_types.json")
         rsps.add_callback("GET", f"{SITE}/rest/api/2/issueLinkType", callback=self._link_types)
+
+    def _request_types(self, request: PreparedRequest) -> tuple[int, dict[str, str], str]:
+        """JSM's paged list: at most 50 a page here (JSM caps `limit` as it likes), `isLastPage` on the last."""
+        query = parse_qs(urlsplit(request.url or "").query)
+        start, limit = int(query.get("start", ["0"])[0]), min(int(query.get("limit", ["50"])[0]), 50)
+        values = self.request_types["values"]
+        chunk = values[start : start + limit]
+        last = start + len(chunk) >= len(values)
+        page = {**self.request_types, "size": len(chunk), "start": start, "limit": limit, "isLastPage": last,
+                "values": chunk}  # fmt: skip
+        return 200, {}, json.dumps(page)
 
     def _link_types(self, request: PreparedRequest) -> tuple[int, dict[str, str], str]:
         if self.link_types is None:  # issue linking switched off
@@ -393,6 +404,15 @@ def test_everything_present_is_checked_and_reported_ok(
         'may escalate an issue by form or email; to use it: set JIRA_FIELD_PARTICIPANTS=customfield_10027 (the field '
         'named "Request participants")'
     ) in out
+
+
+def test_the_request_type_is_found_on_a_later_page(here: Path, jira: Jira, capsys: pytest.CaptureFixture[str]) -> None:
+    first, ours = jira.request_types["values"]
+    others = [{**first, "id": str(100 + n), "name": f"IT request {n}"} for n in range(120)]
+    jira.request_types["values"] = [*others, ours]
+    assert main(["install", "jira", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert 'request type "Escalation request" found' in out and "not found" not in out
 
 
 def test_a_missing_link_type_is_reported_with_the_ones_that_exist(
