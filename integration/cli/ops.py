@@ -48,6 +48,9 @@ def one_line_errors(handler: Handler) -> Handler:
     """
 
     def run(args: argparse.Namespace) -> int:
+        import sqlite3
+
+        from alembic.util.exc import CommandError as MigrationError
         from redis.exceptions import RedisError
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -55,7 +58,10 @@ def one_line_errors(handler: Handler) -> Handler:
 
         try:
             return handler(args)
-        except (SQLAlchemyError, RedisError, OSError) as exc:
+        except MigrationError as exc:
+            # "Can't locate revision identified by '0005'": a database a newer Tierup has upgraded.
+            print(f"tierup: database migrations: {exc} (is the database newer than this Tierup?)", file=sys.stderr)
+        except (SQLAlchemyError, RedisError, OSError, sqlite3.Error) as exc:  # sqlite3: Huey's queue file
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             print(f"tierup: {Redactor(secret_values(load_env()))(first)}", file=sys.stderr)
         return 2
@@ -504,6 +510,26 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {text!r}")
+        return int(text)
+
+    return parse
+
+
+def _ticket_ref(text: str) -> str:
+    """A ticket number or issue key as typed: one line of text, as the receiver takes them."""
+    if not text.strip() or len(text) > 100 or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"not a ticket number or issue key: {text!r}")
+    try:
+        text.encode("utf-8")  # a command line that was not UTF-8 arrives as lone surrogates
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"not a ticket number or issue key: {text!r}") from None
+    return text
+
+
 def register(sub: Any) -> None:
     """Add this module's subcommands to the `tierup` parser."""
     serve = sub.add_parser("serve", help="run the web server and the worker in one process (embedded defaults)")
@@ -532,7 +558,7 @@ def register(sub: Any) -> None:
     inbox.add_argument(
         "--status", choices=("queued", "processing", "retrying", "processed", "ignored", "failed"), default=None
     )
-    inbox.add_argument("--limit", type=int, default=50)
+    inbox.add_argument("--limit", type=_count(1, 10_000), default=50, help="how many (1-10000, default 50)")
     inbox.add_argument("--json", action="store_true")
     inbox.set_defaults(handler=one_line_errors(cmd_inbox))
 
@@ -542,7 +568,7 @@ def register(sub: Any) -> None:
     redrive.set_defaults(handler=one_line_errors(cmd_redrive))
 
     history = sub.add_parser("history", help="print an escalation's audit trail")
-    history.add_argument("ticket", metavar="TICKET")
+    history.add_argument("ticket", metavar="TICKET", type=_ticket_ref)
     history.add_argument("--platform", choices=[p.value for p in Platform], default=None)
     history.add_argument("--json", action="store_true", help="the escalation with its history, as JSON")
     history.set_defaults(handler=one_line_errors(cmd_history))

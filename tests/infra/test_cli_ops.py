@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -189,6 +190,38 @@ def test_unreachable_database_is_one_line(
     assert main(["inbox"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tierup: ") and "hunter2" not in err[0]
+
+
+def test_a_database_a_newer_tierup_upgraded_is_one_line(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade"]) == 0
+    with sqlite3.connect(cwd / "tierup.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    capsys.readouterr()
+    for argv in (["inbox"], ["db", "upgrade"], ["history", "1"]):
+        assert main(argv) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("tierup: database migrations: ") and "'0099'" in line and "newer" in line
+
+
+def test_a_queue_file_that_is_not_a_database_is_one_line(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (cwd / "tierup-queue.db").write_bytes(b"not a database at all " * 100)
+    assert main(["inbox"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["tierup: file is not a database"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["inbox", "--limit", str(10**20)], ["inbox", "--limit", "0"], ["history", "\udcff\udcfe"], ["history", "a\nb"]],
+    ids=["huge limit", "zero limit", "not UTF-8", "two lines"],
+)
+def test_arguments_out_of_range_are_usage_errors(
+    cwd: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err
 
 
 def test_history_prints_the_audit_trail(history: SignedAdapter, capsys: pytest.CaptureFixture[str]) -> None:
