@@ -9,7 +9,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -48,7 +48,6 @@ def receive(platform: str) -> ResponseReturnValue:
     classified = _classify(adapter, _json(body))
     if classified is None:
         unsupported.info("unsupported %s payload", adapter.platform.value, extra={"platform": adapter.platform.value})
-        config.metrics.responses.inc(adapter.platform.value, "200")
         return jsonify(status="ignored", detail="not an event Tierup handles"), 200
 
     delivery_id = _delivery_id(_platform_delivery_id(adapter, headers, body), body)
@@ -59,12 +58,20 @@ def receive(platform: str) -> ResponseReturnValue:
         recorded = config.intake.accept(arrival)  # stored and queued, with whatever arrived alongside
         if not recorded.created:
             log.info("duplicate delivery: already stored as %s", recorded.id)
-            config.metrics.responses.inc(adapter.platform.value, "200")
             return jsonify(status="duplicate", id=recorded.id), 200
         log.info("accepted %s as %s", classified.kind, recorded.id)
         config.metrics.received.inc(adapter.platform.value)
-        config.metrics.responses.inc(adapter.platform.value, "202")
         return jsonify(status="accepted", id=recorded.id), 202
+
+
+@blueprint.after_request
+def count_answer(response: Response) -> Response:
+    """Every answer of the receiver by platform and status, refusals (401, 400, 413, 503) included."""
+    config = web_config()
+    named = str((request.view_args or {}).get("platform"))
+    platform = named if config.adapter(named) is not None else "unknown"  # the URL's own text is never a label
+    config.metrics.responses.inc(platform, str(response.status_code))
+    return response
 
 
 class UnreadableSignatureError(SignatureError):

@@ -298,6 +298,7 @@ def test_metrics_in_prometheus_text_format(client: FlaskClient, runtime: Runtime
     post(client, request_payload(), delivery_id="zd-inv-m1")
     post(client, request_payload(), delivery_id="zd-inv-m1")
     client.post("/webhooks/zendesk", data=b"{}")  # unsigned
+    client.post("/webhooks/no-such-platform-" + "x" * 50, data=b"{}")
     runtime.tasks.run_pending()
 
     response = client.get("/metrics")
@@ -310,6 +311,9 @@ def test_metrics_in_prometheus_text_format(client: FlaskClient, runtime: Runtime
     assert "tierup_intake_writes_total 2" in lines  # one after the other: the delivery, then its copy
     assert 'tierup_webhook_responses_total{platform="zendesk",status="202"} 1' in lines
     assert 'tierup_webhook_responses_total{platform="zendesk",status="200"} 1' in lines
+    assert 'tierup_webhook_responses_total{platform="zendesk",status="401"} 1' in lines  # refusals count too
+    # A platform the URL names but Tierup does not have is one label, whatever was sent.
+    assert 'tierup_webhook_responses_total{platform="unknown",status="404"} 1' in lines
     assert 'tierup_deliveries_processed_total{platform="zendesk",outcome="processed"} 1' in lines
     assert 'tierup_processing_seconds_count{platform="zendesk"} 1' in lines
     assert 'tierup_processing_seconds_bucket{platform="zendesk",le="+Inf"} 1' in lines
