@@ -273,9 +273,22 @@ class Database:
             yield session
 
     def ping(self) -> None:
-        """Raise unless the database answers."""
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        """Raise unless the database answers.
+
+        On the driver's connection, outside SQLAlchemy's transaction: on SQLite that begins
+        with BEGIN IMMEDIATE (make_engine), and a probe would wait behind every writer for the
+        write lock, then call a busy database unreachable. A plain SELECT reads past them.
+        """
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute("SELECT 1")
+                cursor.fetchall()
+            finally:
+                cursor.close()
+        finally:
+            raw.close()  # back to the pool, rolled back
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to `revision`."""

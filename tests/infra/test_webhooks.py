@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sqlite3
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -17,7 +20,7 @@ from hypothesis import strategies as st
 from integration.cli.ops import Runtime
 from integration.model import Platform
 from integration.ports import SignatureError
-from integration.store import DeliveryStatus
+from integration.store import DeliveryStatus, sqlite_path
 from tests.infra.conftest import MakeRuntime, post
 from tests.infra.fakes import DELIVERY_HEADER, SIGNATURE_HEADER, SignedAdapter, request_payload, sign, signed
 from webhooks.app import create_app
@@ -276,6 +279,27 @@ def test_readyz_checks_database_and_queue(client: FlaskClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json == {"status": "ready", "checks": {"database": "ok", "queue": "ok"}}
+
+
+def test_readyz_is_ready_while_another_connection_writes_the_sqlite_database(
+    runtime: Runtime, client: FlaskClient
+) -> None:
+    # A readiness probe reads: it must not queue behind a writer for the write lock (30 s busy timeout).
+    path = sqlite_path(runtime.database.url)
+    assert path is not None
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    answers: list[Any] = []
+    try:
+        probe = threading.Thread(target=lambda: answers.append(client.get("/readyz")), daemon=True)
+        probe.start()
+        probe.join(timeout=5)
+        assert answers, "/readyz waited for the writer's lock"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        probe.join()
+    assert answers[0].status_code == 200 and answers[0].json["checks"]["database"] == "ok"
 
 
 def test_readyz_is_503_when_a_dependency_is_down(runtime: Runtime) -> None:
