@@ -225,8 +225,13 @@ def sqlite_path(url: str) -> Path | None:
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and write-ahead transactions."""
     url = normalise_url(url)
-    if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # libpq waits for a connection as long as TCP does (minutes, against a host that drops packets);
+        # a connect_timeout in DATABASE_URL's query wins.
+        postgres = parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query
+        timeout = {"connect_timeout": 10} if postgres else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=timeout)
     path = sqlite_path(url)
     if path is not None and path.parent != Path():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -300,6 +301,33 @@ def test_readyz_is_ready_while_another_connection_writes_the_sqlite_database(
         writer.close()
         probe.join()
     assert answers[0].status_code == 200 and answers[0].json["checks"]["database"] == "ok"
+
+
+def test_readyz_answers_in_time_while_a_dependency_hangs_and_never_piles_up_calls(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A database that keeps its connection open and stops answering blocks a query for as long as TCP allows.
+    from webhooks import ops
+
+    monkeypatch.setattr(ops, "CHECK_SECONDS", 0.2)
+    answering, calls = threading.Event(), []
+
+    def database_hangs() -> None:
+        calls.append(1)
+        answering.wait(30)
+
+    config = replace(runtime.web_config(), checks={"database": database_hangs, "queue": runtime.tasks.ping})
+    client = create_app(config).test_client()
+    for _ in range(3):
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json["checks"] == {"database": "no answer within 0.2s", "queue": "ok"}
+    assert len(calls) == 1  # each probe waited for the call already running: no thread per probe left stuck
+    answering.set()
+    deadline = time.monotonic() + 5
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline
+    assert client.get("/healthz").status_code == 200
 
 
 def test_readyz_is_503_when_a_dependency_is_down(runtime: Runtime) -> None:
