@@ -428,8 +428,16 @@ def cmd_redrive(args: argparse.Namespace) -> int:
             )
         if left:
             raise CommandError(f"redrive: no delivery with id {', '.join(map(str, left))}")
-        for row_id in ids:
-            runtime.tasks.enqueue(row_id)
+        try:
+            for row_id in ids:
+                runtime.tasks.enqueue(row_id)
+        except Exception as exc:
+            # They are queued in the inbox now: the worker's in-flight recovery queues them once the queue answers.
+            raise CommandError(
+                f"redrive: {_ids(ids)} marked queued, but the queue did not take them ({type(exc).__name__}): "
+                f"the worker's recovery queues them once their {runtime.worker.lease_seconds:g}s lease is over "
+                "and the queue answers"
+            ) from None
     finally:
         runtime.close()
     print(f"requeued {len(ids)} deliver{'y' if len(ids) == 1 else 'ies'}" + (f": {_ids(ids)}" if ids else ""))

@@ -166,6 +166,22 @@ def test_redrive_failed(history: SignedAdapter, capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().out.strip() == "requeued 0 deliveries"
 
 
+def test_redrive_with_the_queue_down_says_what_happens_to_them(
+    history: SignedAdapter, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integration.queue import TaskQueue
+
+    def queue_down(self: TaskQueue, row_id: int) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(TaskQueue, "enqueue", queue_down)
+    assert main(["redrive", "--failed"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "tierup: redrive: 3 marked queued, but the queue did not take them (ConnectionError): "
+        "the worker's recovery queues them once their 300s lease is over and the queue answers"
+    ]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
