@@ -1,98 +1,70 @@
-"""Prometheus metrics in the text exposition format, kept in process (no client library needed).
+"""Prometheus metrics in the text exposition format, counted with prometheus_client.
 
 The worker counts what it does through the WorkerMetrics port (integration.processing);
-`tierup serve` runs web and worker in one process, so /metrics shows both. Gauges that must
-be true across processes (queue depth, inbox by status) are read at scrape time.
+`tierup serve` runs web and worker in one process, so /metrics shows both. `tierup web`
+runs several gunicorn worker processes behind one port: with PROMETHEUS_MULTIPROC_DIR set
+(`tierup web` sets it), each process writes its counts to a file there and /metrics, in
+whichever process answers, sums every process's (prometheus_client's multiprocess mode).
+Gauges that must be true across processes and machines (queue depth, inbox by status) are
+read at scrape time.
 """
 
 from __future__ import annotations
 
-import threading
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Counter as _Counter
+from prometheus_client import Histogram as _Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from integration.model import Platform
 
+# The *_created series: when this process started counting, which means nothing summed across processes.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own setting, read when it is imported
+
 # Seconds: webhook processing is one or two API calls, so most mass is under a few seconds.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-Labels = tuple[str, ...]
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+def _labels(names: Sequence[str], values: Sequence[str]) -> str:
     parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
     return "{" + ",".join(parts) + "}" if parts else ""
 
 
 def _number(value: float) -> str:
-    if value == float("inf"):
-        return "+Inf"
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
 
 
-@dataclass
 class Counter:
-    name: str
-    help: str
-    labelnames: tuple[str, ...] = ()
-    values: dict[Labels, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """A counter with labels, counted as `inc(*label_values)`."""
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str] = (), *, registry: CollectorRegistry) -> None:
+        self._counter = _Counter(name, help, tuple(labelnames), registry=registry)
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
-        with self.lock:
-            self.values[labels] = self.values.get(labels, 0.0) + amount
-
-    def get(self, *labels: str) -> float:
-        with self.lock:
-            return self.values.get(labels, 0.0)
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        with self.lock:
-            for labels, value in sorted(self.values.items()):
-                lines.append(f"{self.name}{_labels(self.labelnames, labels)} {_number(value)}")
-        return lines
+        (self._counter.labels(*labels) if labels else self._counter).inc(amount)
 
 
-@dataclass
 class Histogram:
-    name: str
-    help: str
-    labelnames: tuple[str, ...] = ()
-    buckets: tuple[float, ...] = DEFAULT_BUCKETS
-    counts: dict[Labels, list[int]] = field(default_factory=dict)
-    sums: dict[Labels, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """A histogram with labels, observed as `observe(value, *label_values)`."""
+
+    def __init__(
+        self, name: str, help: str, labelnames: Sequence[str], buckets: Sequence[float], *, registry: CollectorRegistry
+    ) -> None:
+        self._histogram = _Histogram(name, help, tuple(labelnames), buckets=tuple(buckets), registry=registry)
 
     def observe(self, value: float, *labels: str) -> None:
-        with self.lock:
-            counts = self.counts.setdefault(labels, [0] * (len(self.buckets) + 1))
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    counts[i] += 1
-            counts[-1] += 1  # +Inf
-            self.sums[labels] = self.sums.get(labels, 0.0) + value
-
-    def count(self, *labels: str) -> int:
-        with self.lock:
-            return self.counts.get(labels, [0])[-1]
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        with self.lock:
-            for labels, counts in sorted(self.counts.items()):
-                for bound, n in zip((*self.buckets, float("inf")), counts, strict=True):
-                    le = f'le="{_number(bound)}"'
-                    lines.append(f"{self.name}_bucket{_labels(self.labelnames, labels, le)} {n}")
-                lines.append(f"{self.name}_sum{_labels(self.labelnames, labels)} {_number(self.sums[labels])}")
-                lines.append(f"{self.name}_count{_labels(self.labelnames, labels)} {counts[-1]}")
-        return lines
+        self._histogram.labels(*labels).observe(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,32 +86,40 @@ class Metrics:
     """The service's counters and histograms; implements integration.processing.WorkerMetrics."""
 
     def __init__(self, buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)  # one per runtime: tests build many
         self.received = Counter(
-            "tierup_deliveries_received_total", "Webhook deliveries stored and queued.", ("platform",)
-        )
+            "tierup_deliveries_received_total", "Webhook deliveries stored and queued.", ("platform",),
+            registry=registry,
+        )  # fmt: skip
         self.writes = Counter(
             "tierup_intake_writes_total",
             "Writes that stored and queued received deliveries; deliveries arriving together share one.",
+            registry=registry,
         )
         self.responses = Counter(
-            "tierup_webhook_responses_total", "Webhook answers by platform and HTTP status.", ("platform", "status")
-        )
+            "tierup_webhook_responses_total", "Webhook answers by platform and HTTP status.", ("platform", "status"),
+            registry=registry,
+        )  # fmt: skip
         self.processed = Counter(
             "tierup_deliveries_processed_total",
             "Deliveries the worker finished (outcome processed or ignored).",
             ("platform", "outcome"),
+            registry=registry,
         )
-        self.failed = Counter("tierup_deliveries_failed_total", "Deliveries that failed permanently.", ("platform",))
+        self.failed = Counter(
+            "tierup_deliveries_failed_total", "Deliveries that failed permanently.", ("platform",), registry=registry
+        )
         self.retried = Counter(
-            "tierup_deliveries_retried_total", "Transient failures scheduled for another attempt.", ("platform",)
-        )
+            "tierup_deliveries_retried_total", "Transient failures scheduled for another attempt.", ("platform",),
+            registry=registry,
+        )  # fmt: skip
         self.latency = Histogram(
             "tierup_processing_seconds", "Time to parse, decide, apply and record one delivery.", ("platform",),
-            buckets,
+            buckets, registry=registry,
         )  # fmt: skip
         self.api_calls = Counter(
             "tierup_api_calls_total", "Helpdesk API calls by platform, operation and outcome.",
-            ("platform", "operation", "status"),
+            ("platform", "operation", "status"), registry=registry,
         )  # fmt: skip
 
     # WorkerMetrics
@@ -156,12 +136,13 @@ class Metrics:
         self.api_calls.inc(platform.value, operation, status)
 
     def render(self, gauges: Iterable[Gauge] = ()) -> str:
-        """Everything in the Prometheus text format (version 0.0.4)."""
-        lines: list[str] = []
-        for metric in (self.received, self.writes, self.responses, self.processed, self.failed, self.retried):
-            lines += metric.render()
-        lines += self.latency.render()
-        lines += self.api_calls.render()
+        """Everything in the Prometheus text format (version 0.0.4): every process's counts under multiprocess."""
+        registry = self.registry
+        shared = os.environ.get(MULTIPROCESS_DIR)
+        if shared:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
+        lines = generate_latest(registry).decode("utf-8").splitlines()
         for gauge in gauges:
             lines += gauge.render()
         return "\n".join(lines) + "\n"

@@ -7,10 +7,14 @@ Part of the composition root: it may import adapters and webhooks, inside functi
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -318,6 +322,17 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     from integration.logs import JsonFormatter, Redactor, secret_values
 
+    # Several processes answer /metrics on one port: each keeps its counts in a file here, and whichever
+    # answers sums them all. Set before prometheus_client is imported (by the runtime below), which reads it.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shared = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tierup-metrics-")
+        master = os.getpid()
+
+        def remove_counts() -> None:
+            if os.getpid() == master:  # the workers, forked from here, inherit this hook
+                shutil.rmtree(shared, ignore_errors=True)
+
+        atexit.register(remove_counts)
     runtime = _start(args, announce=True)
     runtime.close()  # each gunicorn worker builds its own after the fork
     formatter = JsonFormatter(Redactor(secret_values(runtime.env)))

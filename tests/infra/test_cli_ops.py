@@ -377,6 +377,35 @@ def test_web_runs_under_gunicorn(cwd: Path) -> None:
     assert '"logger": "gunicorn.error"' in err  # gunicorn's own lines are JSON too
 
 
+@pytest.mark.timeout(90)
+def test_web_metrics_count_what_every_gunicorn_worker_received(cwd: Path) -> None:
+    # Each worker process answers /metrics on the same port; each used to show only its own counts,
+    # so a scrape went up and down between 2 and 18 for 20 deliveries.
+    port = free_port()
+    scratch = cwd / "tmp"
+    scratch.mkdir()
+    dry_run = {"ZENDESK_URL": "https://acme.zendesk.com", "ZENDESK_WEBHOOK_SECRET": SECRET, "TMPDIR": str(scratch)}
+    proc = start(cwd, "web", "--port", str(port), "--workers", "2", "--threads", "2", settings=dry_run)
+    try:
+        wait_for_http(proc, f"http://127.0.0.1:{port}/healthz")
+        for n in range(20):  # a connection each: gunicorn hands them to both workers
+            body = trigger("request", str(4100 + n))
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/zendesk", data=body,
+                                             headers=signed_headers(body, f"web-{n}"), method="POST")  # fmt: skip
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 202
+        seen = set()
+        for _ in range(20):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                text = response.read().decode()
+            seen.add(next(line for line in text.splitlines() if line.startswith("tierup_deliveries_received_total{")))
+        assert seen == {'tierup_deliveries_received_total{platform="zendesk"} 20.0'}
+        assert [p.name.startswith("tierup-metrics-") for p in scratch.iterdir()] == [True]
+    finally:
+        stop(proc)
+    assert list(scratch.iterdir()) == []  # the counts' files go with the server
+
+
 @pytest.mark.timeout(60)
 def test_worker_process_takes_jobs_from_the_queue(cwd: Path) -> None:
     runtime = build_runtime(load_env())  # what the web side of this directory would use
@@ -397,8 +426,8 @@ def test_worker_process_takes_jobs_from_the_queue(cwd: Path) -> None:
         assert get(f"http://127.0.0.1:{port}/readyz")[0] == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
             metrics = response.read().decode()
-        assert 'tierup_deliveries_failed_total{platform="jira"} 1' in metrics
-        assert 'tierup_processing_seconds_count{platform="jira"} 1' in metrics
+        assert 'tierup_deliveries_failed_total{platform="jira"} 1.0' in metrics
+        assert 'tierup_processing_seconds_count{platform="jira"} 1.0' in metrics
         assert 'tierup_inbox_deliveries{status="failed"} 1' in metrics
         with pytest.raises(urllib.error.HTTPError) as refused:  # no receivers, form or dashboard there
             urllib.request.urlopen(f"http://127.0.0.1:{port}/webhooks/jira", data=b"{}", timeout=2)

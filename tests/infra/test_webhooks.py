@@ -359,17 +359,17 @@ def test_metrics_in_prometheus_text_format(client: FlaskClient, runtime: Runtime
     assert response.content_type.startswith("text/plain; version=0.0.4")
     text = response.get_data(as_text=True)
     lines = set(text.splitlines())
-    assert 'tierup_deliveries_received_total{platform="zendesk"} 1' in lines
-    assert "tierup_intake_writes_total 2" in lines  # one after the other: the delivery, then its copy
-    assert 'tierup_webhook_responses_total{platform="zendesk",status="202"} 1' in lines
-    assert 'tierup_webhook_responses_total{platform="zendesk",status="200"} 1' in lines
-    assert 'tierup_webhook_responses_total{platform="zendesk",status="401"} 1' in lines  # refusals count too
+    assert 'tierup_deliveries_received_total{platform="zendesk"} 1.0' in lines
+    assert "tierup_intake_writes_total 2.0" in lines  # one after the other: the delivery, then its copy
+    assert 'tierup_webhook_responses_total{platform="zendesk",status="202"} 1.0' in lines
+    assert 'tierup_webhook_responses_total{platform="zendesk",status="200"} 1.0' in lines
+    assert 'tierup_webhook_responses_total{platform="zendesk",status="401"} 1.0' in lines  # refusals count too
     # A platform the URL names but Tierup does not have is one label, whatever was sent.
-    assert 'tierup_webhook_responses_total{platform="unknown",status="404"} 1' in lines
-    assert 'tierup_deliveries_processed_total{platform="zendesk",outcome="processed"} 1' in lines
-    assert 'tierup_processing_seconds_count{platform="zendesk"} 1' in lines
-    assert 'tierup_processing_seconds_bucket{platform="zendesk",le="+Inf"} 1' in lines
-    assert 'tierup_api_calls_total{platform="zendesk",operation="apply",status="ok"} 1' in lines
+    assert 'tierup_webhook_responses_total{platform="unknown",status="404"} 1.0' in lines
+    assert 'tierup_deliveries_processed_total{outcome="processed",platform="zendesk"} 1.0' in lines
+    assert 'tierup_processing_seconds_count{platform="zendesk"} 1.0' in lines
+    assert 'tierup_processing_seconds_bucket{le="+Inf",platform="zendesk"} 1.0' in lines
+    assert 'tierup_api_calls_total{operation="apply",platform="zendesk",status="ok"} 1.0' in lines
     assert 'tierup_inbox_deliveries{status="processed"} 1' in lines
     assert "tierup_queue_depth 0" in lines
     assert "# TYPE tierup_processing_seconds histogram" in lines
