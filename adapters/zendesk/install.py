@@ -427,6 +427,26 @@ class ZendeskInstaller:
                 found[str(name)] = item
         return found
 
+    def _recorded(self) -> tuple[dict[str, str], str | None]:
+        """The ids .env holds: title -> field id (for the fields install makes), and the webhook's."""
+        current = _env_file(self.env_path)
+        fields = {spec["title"]: current.get(FIELD_SETTINGS[logical], "") for logical, spec in desired_fields().items()}
+        return {title: ident for title, ident in fields.items() if ident}, current.get("ZENDESK_WEBHOOK_ID") or None
+
+    def _with_renamed(self, listed: Mapping[str, Any], recorded: Mapping[str, str]) -> dict[str, Any]:
+        """`listed` (title -> object) with ours an admin renamed under our title again, found by their recorded id."""
+        by_id = {str(item.id): item for item in listed.values() if marked(plain(item))}
+        found = dict(listed)
+        for title, ident in recorded.items():
+            if title not in found and ident in by_id:
+                found[title] = by_id[ident]
+        return found
+
+    def _our_webhook(self, hooks: Sequence[Any], recorded: str | None) -> Any | None:
+        """Our webhook: the one .env records (whatever an admin renamed it to), else the one named Tierup."""
+        by_id = next((h for h in hooks if recorded and str(h.id) == recorded and marked(plain(h))), None)
+        return by_id or next((h for h in hooks if getattr(h, "name", None) == WEBHOOK_NAME), None)
+
     def _titles(self, escalation_address: str | None) -> dict[str, list[str]]:
         """The titles of the objects install manages, by kind (with the email triggers when there is an address)."""
         pending = Known(webhook_id=PENDING, field_ids={})
@@ -489,7 +509,8 @@ class ZendeskInstaller:
                 continue
             report.add("update", kind, title, "changed: " + ", ".join(changed))
             if not dry_run:
-                obj = make(id=current.id, title=title, **_keep_option_ids(spec, plain(current)))
+                # Its own title: one an admin renamed (found by the id .env holds) keeps the admin's name.
+                obj = make(id=current.id, title=current.title, **_keep_option_ids(spec, plain(current)))
                 call_zendesk(f"update {kind} {title!r}", self._api(kind).update, obj)
         return ids
 
@@ -513,10 +534,11 @@ class ZendeskInstaller:
             )
         return ids
 
-    def _webhook(self, endpoint: str, hooks: Sequence[Any], report: Report, dry_run: bool) -> tuple[str, str | None]:
-        """Create or update the webhook; return its id and (once it exists) its signing secret."""
-        current = next((h for h in hooks if getattr(h, "name", None) == WEBHOOK_NAME), None)
+    def _webhook(self, endpoint: str, current: Any | None, report: Report, dry_run: bool) -> tuple[str, str | None]:
+        """Create or update the webhook (`current`, when it exists); return its id and its signing secret."""
         spec = desired_webhook(endpoint)
+        if current is not None:
+            spec["name"] = current.name  # an admin's name for it stays
         if current is None:
             report.add("create", "webhook", WEBHOOK_NAME, endpoint)
             if dry_run:
@@ -559,9 +581,11 @@ class ZendeskInstaller:
         me = call_zendesk("read Tierup's own user", lambda: self.client.users.me())
         groups = self._groups(report, dry_run)
         wanted_fields = {spec["title"]: spec for spec in desired_fields().values()}
-        fields = self._sync("ticket field", wanted_fields, listed["ticket field"], report, dry_run)
+        recorded_fields, recorded_hook = self._recorded()
+        listed_fields = self._with_renamed(listed["ticket field"], recorded_fields)
+        fields = self._sync("ticket field", wanted_fields, listed_fields, report, dry_run)
         field_ids = {logical: fields[spec["title"]] for logical, spec in desired_fields().items()}
-        hook_id, secret = self._webhook(endpoint, hooks, report, dry_run)
+        hook_id, secret = self._webhook(endpoint, self._our_webhook(hooks, recorded_hook), report, dry_run)
         known = Known(webhook_id=hook_id, field_ids={k: v for k, v in field_ids.items() if v != PENDING})
         triggers = desired_triggers(self.policy, known, self.escalation_address)
         self._sync("trigger", triggers, listed["trigger"], report, dry_run)
@@ -598,9 +622,11 @@ class ZendeskInstaller:
             managed = self._titles(self.escalation_address or "any@example.org")  # the email triggers' titles too
             for kind in ("trigger", "automation", "macro"):
                 self._delete_marked(kind, self._existing(kind).values(), report, dry_run, managed[kind])
+            recorded_fields, recorded_hook = self._recorded()
             hooks = call_zendesk("list webhooks", lambda: list(self.client.webhooks.list()))
             for hook in hooks:
-                if getattr(hook, "name", None) != WEBHOOK_NAME or not marked(plain(hook)):
+                ours = getattr(hook, "name", None) == WEBHOOK_NAME or str(hook.id) == recorded_hook
+                if not ours or not marked(plain(hook)):
                     continue
                 hook_id = str(hook.id)
                 secret = call_zendesk("read the webhook's secret", self.client.webhooks.show_secret, hook_id)
@@ -609,8 +635,10 @@ class ZendeskInstaller:
                     call_zendesk("delete webhook", self.client.webhooks.delete, Webhook(id=hook_id))
                 gone_secrets.add(str(secret.secret))
                 gone_hooks.add(hook_id)
-            existing = self._existing("ticket field").values()
-            self._delete_marked("ticket field", existing, report, dry_run, managed["ticket field"], into=fields)
+            existing = self._existing("ticket field")
+            renamed = [str(item.title) for item in existing.values() if str(item.id) in recorded_fields.values()]
+            titles = [*managed["ticket field"], *renamed]  # ours though renamed: .env records their ids
+            self._delete_marked("ticket field", existing.values(), report, dry_run, titles, into=fields)
             self._delete_marked("group", self._existing("group").values(), report, dry_run, into=groups)
         finally:
             # Also when a call failed half-way: what is gone is forgotten (a deleted webhook's secret cannot be

@@ -436,6 +436,28 @@ def test_a_symlinked_env_file_is_written_where_it_points(account: FakeAccount, t
     assert "ZENDESK_BOT_USER_ID" in load_env(deployed)  # written by install, where the link points
 
 
+def test_a_field_and_the_webhook_an_admin_renamed_are_still_ours(account: FakeAccount, tmp_path: Path) -> None:
+    # Found by the ids .env holds: before, install made a second reason dropdown (with the same
+    # option tags) and a second webhook, moved the triggers to them, and uninstall left the renamed ones.
+    env_path = tmp_path / ".env"
+    installer(env_path).install(PUBLIC_URL)
+    stored = load_env(env_path)
+    account.named("ticket_fields", "Escalation reason")["title"] = "Reason for escalation"
+    account.named("webhooks", "Tierup")["name"] = "Tierup (production)"
+    account.mock.calls.reset()
+
+    report = installer(env_path).install(PUBLIC_URL)
+
+    assert report.changes == [] and account.writes == 0  # the admin's names stay
+    after = load_env(env_path)
+    assert (after["ZENDESK_FIELD_REASON"], after["ZENDESK_WEBHOOK_ID"]) == (
+        stored["ZENDESK_FIELD_REASON"], stored["ZENDESK_WEBHOOK_ID"],
+    )  # fmt: skip
+    installer(env_path).uninstall()
+    assert not [f for f in account.objects["ticket_fields"].values() if MARKER in str(f.get("agent_description"))]
+    assert not [w for w in account.objects["webhooks"].values() if MARKER in str(w.get("description"))]
+
+
 def test_uninstall_leaves_an_admins_clone_of_a_tierup_macro(account: FakeAccount, tmp_path: Path) -> None:
     env_path = tmp_path / ".env"
     installer(env_path).install(PUBLIC_URL)
