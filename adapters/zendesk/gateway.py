@@ -230,7 +230,10 @@ def call_zendesk(what: str, call: Callable[..., Any], *args: Any) -> Any:
     """Run one zenpy (or session) call, turning its failures into GatewayErrors named after `what`."""
     try:
         return call(*args)
-    except GatewayError:
+    except GatewayError as exc:
+        # Raised by the session hook (a 429, a redirect), which cannot know what the call was for.
+        if exc.args and isinstance(exc.args[0], str) and not exc.args[0].startswith(f"{what}: "):
+            exc.args = (f"{what}: {exc.args[0]}", *exc.args[1:])
         raise
     except (APIException, ZenpyException, requests.RequestException) as exc:
         raise _translate(exc, what) from exc

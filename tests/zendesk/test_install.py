@@ -564,6 +564,17 @@ def test_tierup_install_zendesk_reports_a_zendesk_failure_in_one_line(
     assert err.startswith("tierup: install zendesk:") and "401" in err and "\n" not in err
 
 
+def test_a_429_half_way_names_the_call_it_stopped_at(
+    account: FakeAccount, zendesk_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIERUP_PUBLIC_URL", PUBLIC_URL)
+    account.mock.replace(responses.POST, re.compile(re.escape(f"{API}/macros") + r"\.json$"), status=429,
+                         headers={"Retry-After": "47"}, json={"error": "TooManyRequests"})  # fmt: skip
+    assert main(["install", "zendesk"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "tierup: install zendesk: create macro 'Escalate ticket': Zendesk answered 429 (retry after 47.0s)"
+
+
 # --- the escalation email (SD3): ZENDESK_ESCALATION_ADDRESS -------------------------------------------
 
 ADDRESS = "support-escalation@acme.example"
