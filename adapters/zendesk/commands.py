@@ -54,7 +54,7 @@ def cmd_install_zendesk(args: argparse.Namespace) -> int:
     try:
         return _finish(installer.install(core.public_url, dry_run=args.dry_run))
     except GatewayError as exc:
-        print(f"tierup: install zendesk: {exc}", file=sys.stderr)
+        print(f"tierup: install zendesk: {exc} (what was made stays: run install again to finish)", file=sys.stderr)
         return 2
 
 

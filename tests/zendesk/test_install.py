@@ -572,7 +572,10 @@ def test_a_429_half_way_names_the_call_it_stopped_at(
                          headers={"Retry-After": "47"}, json={"error": "TooManyRequests"})  # fmt: skip
     assert main(["install", "zendesk"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "tierup: install zendesk: create macro 'Escalate ticket': Zendesk answered 429 (retry after 47.0s)"
+    assert err == (
+        "tierup: install zendesk: create macro 'Escalate ticket': Zendesk answered 429 (retry after 47.0s) "
+        "(what was made stays: run install again to finish)"
+    )
 
 
 # --- the escalation email (SD3): ZENDESK_ESCALATION_ADDRESS -------------------------------------------
