@@ -49,11 +49,16 @@ class JiraAdapter:
         return value.strip() if value and value.strip() else None
 
     def replay_key(self, headers: Mapping[str, str], body: bytes) -> str | None:
-        """The body's hash: Jira signs the body (or nothing, with a URL token) and not its identifier.
+        """A signed body's hash: Jira signs the body and not its identifier.
 
-        Its retries send the same body under the same identifier; the same body under a new
-        identifier is somebody sending a delivery again, which no time limit would refuse.
+        Its retries send the same body under the same identifier; the same signed body under a
+        new identifier is somebody sending a delivery again, which no time limit would refuse.
+        A delivery that carries the URL token instead (an Automation rule) proves nothing about
+        its body, and sends the same body again on purpose (the label back on: ask again), so
+        it has none: its identifier, or the body itself when it names none, is its identity.
         """
+        if header(headers, SIGNATURE_HEADER) is None:
+            return None
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def classify(self, payload: Any) -> Classified | None:

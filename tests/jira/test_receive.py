@@ -74,6 +74,20 @@ def test_a_signed_body_sent_again_under_a_new_identifier_is_stored_once(
     assert post(client, raw("issue_updated__confirm_label_added.json"), delivery_id="wh-2").status_code == 202
 
 
+def test_an_automation_request_sent_again_under_a_new_identifier_is_a_new_delivery(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    # The README's Automation rule sends the same body each time the label goes on (a request, a
+    # cancel, the label back on: ask again), with a fresh X-Atlassian-Webhook-Identifier. A URL
+    # token proves nothing about a body, so a body's hash is no replay key there.
+    body = raw("issue_updated__request_label_added.json")
+    for n in (1, 2):
+        headers = {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": f"SUP-7-2026031010000{n}"}
+        answer = client.post("/webhooks/jira?token=dc-token-77c1", data=body, headers=headers)
+        assert answer.status_code == 202, answer.json
+    assert len(runtime.inbox.recent()) == 2
+
+
 @pytest.mark.parametrize(("signature", "status"), [(None, 401), ("sha256=" + "0" * 64, 401), ("sign", 202)])
 def test_signature_decides_between_401_and_202(client: FlaskClient, signature: str | None, status: int) -> None:
     assert post(client, raw("issue_updated__request_label_added.json"), signature=signature).status_code == status
