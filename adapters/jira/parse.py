@@ -390,6 +390,13 @@ def _request(
 
 
 def _cancel_feedback(payload: Json, issue: Json, ctx: _Context) -> str | None:
+    """What the customer is told as the cancel's feedback (LR6): the lead's words only.
+
+    The comment made with the label, else the feedback field, else the newest comment of the
+    lead who added the label (internal or not, as the one made with the label may be). Never
+    anyone else's (a customer's plea, another agent's internal note): they would go to the
+    customer as the Team Leader's feedback.
+    """
     comment = payload.opt_obj("comment")
     if comment is not None and not ctx.is_own(comment.opt_obj("author")) and comment.opt_text("body"):
         return comment.text("body")
@@ -397,9 +404,12 @@ def _cancel_feedback(payload: Json, issue: Json, ctx: _Context) -> str | None:
     from_field = field_text(fields, ctx.settings.fields.feedback)
     if from_field:
         return from_field
+    user = payload.opt_obj("user")
+    lead = account_ids(user) if user is not None else frozenset()
     thread = fields.opt_obj("comment")
     for older in reversed(thread.objects("comments") if thread else []):
-        if not ctx.is_own(older.opt_obj("author")) and older.opt_text("body"):
+        author = older.opt_obj("author")
+        if author is not None and lead & account_ids(author) and older.opt_text("body"):
             return older.text("body")
     return None
 

@@ -288,6 +288,38 @@ def test_lr6_lead_cancels_with_feedback_back_to_the_previous_group(site: Site) -
     assert counts.other == ["PUT /rest/api/2/comment/10101/properties/tierup.key"]
 
 
+@pytest.mark.parametrize(
+    ("thread", "feedback"),
+    [
+        ([("champion", True, "Please hurry, we are losing members every hour!")], None),
+        ([("agent", False, "Internal: this customer is on the watch list.")], None),
+        ([("lead", False, "The SLA was met."), ("champion", True, "Please hurry!")], "The SLA was met."),
+    ],
+    ids=["the customer's words", "another agent's internal note", "the lead's own comment"],
+)
+def test_lr6_a_cancel_without_a_comment_takes_feedback_only_from_the_leads_own_comment(
+    site: Site, thread: list[tuple[str, bool, str]], feedback: str | None
+) -> None:
+    ready(site)
+    run = Run("lead-review")
+    escalate_lead_review(run, site)
+    payload = fixture("issue_updated__cancel_label_added_with_comment.json")
+    comment = payload.pop("comment")  # the label went on without a comment of its own
+    who = {"lead": comment["author"], "champion": {**comment["author"], "accountId": "557058:champion0001"},
+           "agent": {**comment["author"], "accountId": "557058:agent0002"}}  # fmt: skip
+    payload["issue"]["fields"]["comment"] = {"comments": [
+        {**comment, "id": str(20000 + n), "author": who[author], "body": body, "jsdPublic": public}
+        for n, (author, public, body) in enumerate(thread)
+    ]}  # fmt: skip
+
+    decision = run.deliver(payload, "wh-cancel")
+
+    assert (decision.rule, decision.state) == ("LR6", State.CANCELLED)
+    [reply] = site.sent("POST", f"/request/{KEY}/comment")
+    said = "A Team Leader reviewed your escalation and found that it does not qualify, so it has been set to Cancelled."
+    assert reply["body"] == (said if feedback is None else f"{said}\n\nFeedback: {feedback}")
+
+
 def test_lr7_lead_confirms_first_contact_due_two_business_days(site: Site) -> None:
     ready(site)
     run = Run("lead-review")
