@@ -38,6 +38,7 @@ from integration.model import (
     Priority,
     Reason,
     ReviewCommand,
+    Role,
     TicketSnapshot,
     TicketStatus,
 )
@@ -388,8 +389,18 @@ def _event_hint(body: Obj) -> TicketSnapshot:
     )
 
 
+# Who a change by Zendesk itself (a trigger, an automation: "-1" in events and audits) is made by.
+ZENDESK_ITSELF = Person(id="zendesk", name="Zendesk", role=Role.SYSTEM)
+
+
+def _is_zendesk_itself(user_id: str | None) -> bool:
+    return user_id is not None and not user_id.isdigit()
+
+
 def _event_actor(body: Obj) -> Person:
-    actor = body.obj("detail", required=True).ident("actor_id")
+    actor = body.obj("detail", required=True).opt_text("actor_id")
+    if _is_zendesk_itself(actor):
+        return ZENDESK_ITSELF
     return Person(id=actor or "unknown")
 
 
@@ -448,6 +459,8 @@ def handle_ticket_comment_added(body: Obj, delivery: Delivery, context: ParseCon
     if not comment.flag("is_public"):
         return Ignored("a private comment", ref)
     author = comment.obj("author")
+    if _is_zendesk_itself(author.opt_text("id")):
+        return Ignored("a comment by Zendesk itself (an automation)", ref)
     person = Person(
         id=author.ident("id") or "unknown",
         name=author.opt_text("name"),
@@ -465,6 +478,8 @@ def handle_ticket_comment_added(body: Obj, delivery: Delivery, context: ParseCon
     if context.tags.needs_info not in hint.tags:
         return Ignored("a requester's reply on a ticket not waiting for information", ref)
     answer = comment.opt_text("body")
+    if not answer:
+        return Ignored("a reply without text", ref)
     return EscalationRequest(
         platform=Platform.ZENDESK, ticket_ref=ref, requested_by=person, channel=Channel.MACRO,
         reason=find_reason(answer), received_at=when, rationale=answer, ticket=hint, follow_up=True,

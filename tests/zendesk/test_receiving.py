@@ -261,6 +261,38 @@ def test_a_change_by_zendesk_itself_is_parsed_not_failed(api: FakeZendesk) -> No
     assert isinstance(got, EscalationRequest)
 
 
+def test_a_ticket_solved_or_tagged_by_zendesk_itself_is_a_command_by_zendesk() -> None:
+    # An automation solves the ticket (SD9) or adds a review tag: detail.actor_id is "-1". The
+    # delivery failed for good ("not a Zendesk id"), and the escalation was never resolved.
+    solved = parse(delivery(changed(fixture("event_ticket_status_changed__solved.json"), detail__actor_id="-1")),
+                   context())  # fmt: skip
+    assert isinstance(solved, ReviewCommand) and solved.command is Command.RESOLVE
+    assert (solved.actor.id, solved.actor.role) == ("zendesk", Role.SYSTEM)
+    confirm = changed(fixture("event_ticket_tags_changed__escalation_requested.json"), detail__actor_id="-1",
+                      event__tags_added=["escalation_confirm"], detail__tags=["escalated", "escalation_confirm"])
+    got = parse(delivery(confirm), context())
+    assert isinstance(got, ReviewCommand) and got.command is Command.CONFIRM and got.actor.id == "zendesk"
+
+
+def test_a_public_comment_by_zendesk_itself_keeps_no_promise() -> None:
+    system = changed(fixture("event_ticket_comment_added__lead_public.json"), event__comment__author__id="-1",
+                     detail__actor_id="-1")  # fmt: skip
+    got = parse(delivery(system), context())
+    assert isinstance(got, Ignored) and got.reason == "a comment by Zendesk itself (an automation)"
+
+
+def test_a_requester_reply_without_text_answers_nothing() -> None:
+    # As on the trigger path and on Jira: before, it asked for the rationale again (a second LR3 reply).
+    empty = changed(
+        fixture("event_ticket_comment_added__lead_public.json"),
+        event__comment__author={"id": "6130907993114", "is_staff": False, "name": "Pat Champion"},
+        event__comment__body="",
+        detail__tags=["escalation_needs_info", "gym"],
+    )
+    got = parse(delivery(empty), context())
+    assert isinstance(got, Ignored) and got.reason == "a reply without text"
+
+
 # --- parse: Zendesk event webhooks ----------------------------------------------------------------------
 
 
