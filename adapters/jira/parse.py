@@ -208,6 +208,14 @@ def _value_text(value: Any) -> str | None:
     return None
 
 
+def comment_text(comment: Json) -> str | None:
+    """A comment's text: wiki markup, as webhooks send it, or an Atlassian document (API v3, smart values)."""
+    body = comment.raw("body")
+    if isinstance(body, Mapping) and body.get("type") == "doc":
+        return _adf_text(body).strip() or None
+    return comment.opt_text("body")
+
+
 def _adf_text(node: Mapping[str, Any]) -> str:
     parts: list[str] = []
     if isinstance(node.get("text"), str):
@@ -398,8 +406,8 @@ def _cancel_feedback(payload: Json, issue: Json, ctx: _Context) -> str | None:
     customer as the Team Leader's feedback.
     """
     comment = payload.opt_obj("comment")
-    if comment is not None and not ctx.is_own(comment.opt_obj("author")) and comment.opt_text("body"):
-        return comment.text("body")
+    if comment is not None and not ctx.is_own(comment.opt_obj("author")) and (said := comment_text(comment)):
+        return said
     fields = issue.obj("fields")
     from_field = field_text(fields, ctx.settings.fields.feedback)
     if from_field:
@@ -409,8 +417,8 @@ def _cancel_feedback(payload: Json, issue: Json, ctx: _Context) -> str | None:
     thread = fields.opt_obj("comment")
     for older in reversed(thread.objects("comments") if thread else []):
         author = older.opt_obj("author")
-        if author is not None and lead & account_ids(author) and older.opt_text("body"):
-            return older.text("body")
+        if author is not None and lead & account_ids(author) and (said := comment_text(older)):
+            return said
     return None
 
 
@@ -580,7 +588,7 @@ def _comment_follow_up(payload: Json, issue: Json, comment: Json, ctx: _Context)
         return skipped
     if comment.raw("jsdPublic") is False:
         return Ignored("an internal comment is not the requester's answer", key)
-    body = comment.opt_text("body")
+    body = comment_text(comment)
     if body is None:
         return Ignored("empty comment", key)
     at = payload.millis("timestamp") or ctx.received_at

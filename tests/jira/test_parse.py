@@ -265,6 +265,25 @@ def test_comment_is_a_follow_up_carrying_its_text(name: str, env: dict[str, str]
     assert event.ticket is None
 
 
+def adf(*paragraphs: str) -> dict[str, Any]:
+    """A comment body in the Atlassian document format (API v3, Automation's smart values)."""
+    return {"type": "doc", "version": 1, "content": [
+        {"type": "paragraph", "content": [{"type": "text", "text": p}]} for p in paragraphs
+    ]}  # fmt: skip
+
+
+def test_a_comment_body_in_the_atlassian_document_format_is_read_as_its_text() -> None:
+    # Before, the whole event failed ("comment.body: must be text"): a lead's cancel was lost.
+    follow_up = fixture("comment_created__rationale.json")
+    follow_up["comment"]["body"] = adf("We lose about 300 check-ins an hour.")
+    event = parse(follow_up)
+    assert isinstance(event, EscalationRequest) and event.rationale == "We lose about 300 check-ins an hour."
+    cancel = fixture("issue_updated__cancel_label_added_with_comment.json")
+    cancel["comment"]["body"] = adf("Not an SLA breach.")
+    event = parse(cancel)
+    assert isinstance(event, ReviewCommand) and event.feedback == "Not an SLA breach."
+
+
 def test_data_centers_comment_created_without_its_issue_is_left_to_its_issue_commented_twin() -> None:
     ignored = parse("comment_created__rationale_dc.json", DC_ENV)
     assert isinstance(ignored, Ignored) and "Data Center sends it again" in ignored.reason
