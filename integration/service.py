@@ -15,6 +15,7 @@ from integration.model import (
     EscalationRequest,
     Event,
     Ignored,
+    Person,
     Platform,
     State,
     TicketSnapshot,
@@ -52,6 +53,15 @@ def on_ticket(policy: Policy, request: EscalationRequest, ticket: TicketSnapshot
     if email and email in known:
         return True
     return policy.authorisation is not None and policy.authorisation.allows(request.requested_by)
+
+
+def _same_person(one: Person, other: Person | None) -> bool:
+    """Whether two people are one helpdesk user: the same id, or the same email where ids differ in form."""
+    if other is None:
+        return True  # a request whose sender was not recorded: nothing to tell them apart by
+    if one.id == other.id:
+        return True
+    return bool(one.email and other.email and one.email.casefold() == other.email.casefold())
 
 
 def _answered_request(answer: EscalationRequest, waiting: Escalation) -> EscalationRequest:
@@ -99,6 +109,10 @@ def handle_event(
     if isinstance(event, EscalationRequest) and event.follow_up and escalation and awaits_ticket_number(escalation):
         # The answer on a request ticket asked for a number (SD8): the request again, naming what the
         # answer names. Never a follow-up completing the request ticket as if it were the one to escalate.
+        if not _same_person(event.requested_by, escalation.requested_by):
+            # An agent's question on the request ("is this about SUP-7?") is not its sender's answer;
+            # a trimmed payload (Jira Cloud's comment_created) does not let the parser tell.
+            return Ignored("a comment on the request by someone other than its sender", ref)
         event = _answered_request(event, escalation)
         ref = event.ticket_ref
         escalation = store.load(event.platform, ref) if ref else None

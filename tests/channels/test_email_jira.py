@@ -303,17 +303,28 @@ def test_the_senders_answer_with_the_key_escalates_that_issue_not_the_request(
     assert not [c for c in calls if c == ("PUT", f"/rest/api/2/issue/{REQUEST}")]  # and never edited as escalated
 
 
-def test_someone_elses_comment_on_the_request_escalates_nothing(runtime: Runtime, site: Site) -> None:
+@pytest.mark.parametrize("whole_issue", [False, True])
+def test_someone_elses_comment_on_the_request_escalates_nothing(
+    runtime: Runtime, site: Site, whole_issue: bool
+) -> None:
+    # Cloud's comment_created carries a trimmed issue (no request type, no reporter): the parser cannot
+    # tell who the request's sender is, so the service compares the comment's author with it.
     site.writes(REQUEST, transitions=False)
     first = fixture("issue_created__escalation_email_no_ticket.json")
     assert deliver(runtime, first) == 202
     site.rsps.calls.reset()
     reply = fixture("comment_created__rationale.json")
-    reply["issue"] = first["issue"]
-    reply["comment"]["body"] = "We will look at SUP-7 for you."
+    if whole_issue:
+        reply["issue"] = first["issue"]
+    else:
+        reply["issue"]["key"] = REQUEST
+    ticket_answers(site)  # SUP-7 could be read and escalated: nothing must be
+    request_answers(site)
+    reply["comment"]["body"] = "Hi Pat, is this about SUP-7? Please confirm the ticket number."
     reply["comment"]["author"] = {"accountId": "557058:agent-0001", "displayName": "An Agent"}
     assert deliver(runtime, reply, "wh-reply-2") == 202
     assert runtime.escalations.load(Platform.JIRA, TICKET) is None
+    assert {d.status for d in runtime.inbox.recent()} <= {DeliveryStatus.PROCESSED, DeliveryStatus.IGNORED}
     assert [c for c in site.calls() if c[0] != "GET"] == []
 
 
