@@ -66,10 +66,12 @@ class ZendeskAdapter:
 
     def parse_context(self) -> ParseContext:
         """What the parser may use besides the payload; a live gateway lends it one cached read."""
-        read = self.gateway.read_ticket if isinstance(self.gateway, ZendeskGateway) else None
-        return ParseContext(
-            tags=self.tags, bot_user_id=self.settings.bot_user_id, field_ids=self.settings.field_ids, read=read
-        )
+        live = self.gateway if isinstance(self.gateway, ZendeskGateway) else None
+        # Without ZENDESK_BOT_USER_ID (set by hand rather than by install), Tierup's own replies would come
+        # back as a lead's contact: a live gateway asks Zendesk who Tierup is, once.
+        bot = live.own_user_id() if live is not None else self.settings.bot_user_id
+        read = live.read_ticket if live is not None else None
+        return ParseContext(tags=self.tags, bot_user_id=bot, field_ids=self.settings.field_ids, read=read)
 
     def parse(self, delivery: Delivery) -> Event | Ignored:
         """A stored delivery as a request, a review command, or Ignored (our own echo, nothing to do)."""

@@ -300,6 +300,7 @@ class ZendeskGateway:
     platform: Platform = field(default=Platform.ZENDESK, init=False)
     _prefetched: dict[str, tuple[float, TicketRead | None]] = field(default_factory=dict, init=False, repr=False)
     _groups: dict[str, int] | None = field(default=None, init=False, repr=False)
+    _own: str | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     requests_made: int = field(default=0, init=False)  # HTTP requests answered, whatever the status
 
@@ -312,6 +313,15 @@ class ZendeskGateway:
     @classmethod
     def from_settings(cls, settings: ZendeskSettings) -> ZendeskGateway:
         return cls(settings=settings, client=zenpy_client(settings))
+
+    def own_user_id(self) -> str:
+        """Tierup's own Zendesk user: ZENDESK_BOT_USER_ID (install stores it), else asked of Zendesk once."""
+        if self.settings.bot_user_id:
+            return self.settings.bot_user_id
+        if self._own is None:
+            me = call_zendesk("read Tierup's own user", lambda: self.client.users.me())
+            self._own = str(me.id)
+        return self._own
 
     # --- reading --------------------------------------------------------------------------
 
@@ -540,8 +550,8 @@ class ZendeskGateway:
         (ZENDESK_BOT_USER_ID, stored by the installer). Refused again, or with no user known,
         the rest goes without the status: the reply and the link land, and an agent solves it.
         """
-        bot = self.settings.bot_user_id
-        if bot and "assignee_id" not in update.ticket:
+        bot = self.own_user_id()
+        if bot.isdigit() and "assignee_id" not in update.ticket:
             log.info("ticket %s: Zendesk would not set its status (%s); assigning it to Tierup's user", ref, refused)
             try:
                 self._put(ref, replace(update, ticket={**update.ticket, "assignee_id": int(bot)}))

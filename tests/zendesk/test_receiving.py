@@ -38,7 +38,7 @@ from integration.policy import load_policy
 from integration.ports import Classified, PayloadError, SignatureError
 from integration.service import DryRunGateway, MemoryStore, handle_event
 from integration.store import HeaderMap
-from tests.zendesk.helpers import BOT_ID, NOW, SECRET, TICKET, FakeZendesk, changed, delivery, env, fixture
+from tests.zendesk.helpers import API, BOT_ID, NOW, SECRET, TICKET, FakeZendesk, changed, delivery, env, fixture
 from tests.zendesk.helpers import signed_headers as signed
 
 BODY = json.dumps(fixture("trigger_escalation_requested.json")).encode("utf-8")
@@ -251,6 +251,19 @@ def test_an_event_by_tierups_own_user_is_ignored_without_any_api_call(api: FakeZ
     assert len(api.mock.calls) == 0
 
 
+def test_without_zendesk_bot_user_id_tierups_own_reply_is_still_known_as_its_own(api: FakeZendesk) -> None:
+    # Set up by hand, without install's ZENDESK_BOT_USER_ID: Tierup's own public reply came back as
+    # a comment_added event and counted as a lead's contact. Zendesk is asked who Tierup is, once.
+    api.mock.get(f"{API}/users/me.json", json={"user": {"id": int(BOT_ID), "name": "Tierup", "role": "admin"}})
+    adapter = build_adapter(env(ZENDESK_BOT_USER_ID=""), load_policy("lead-review"))
+    assert adapter is not None
+    echo = changed(fixture("event_ticket_comment_added__lead_public.json"), event__comment__author__id=BOT_ID)
+    for _ in range(2):
+        got = adapter.parse(delivery(echo))
+        assert isinstance(got, Ignored) and "own API user" in got.reason
+    assert [c.request.url for c in api.mock.calls] == [f"{API}/users/me.json"]
+
+
 def test_a_change_by_zendesk_itself_is_parsed_not_failed(api: FakeZendesk) -> None:
     # A trigger or automation adds the request tag: the event names no user ("-1", as audits do).
     adapter = build_adapter(env(), load_policy("lead-review"))
@@ -268,8 +281,12 @@ def test_a_ticket_solved_or_tagged_by_zendesk_itself_is_a_command_by_zendesk() -
                    context())  # fmt: skip
     assert isinstance(solved, ReviewCommand) and solved.command is Command.RESOLVE
     assert (solved.actor.id, solved.actor.role) == ("zendesk", Role.SYSTEM)
-    confirm = changed(fixture("event_ticket_tags_changed__escalation_requested.json"), detail__actor_id="-1",
-                      event__tags_added=["escalation_confirm"], detail__tags=["escalated", "escalation_confirm"])
+    confirm = changed(
+        fixture("event_ticket_tags_changed__escalation_requested.json"),
+        detail__actor_id="-1",
+        event__tags_added=["escalation_confirm"],
+        detail__tags=["escalated", "escalation_confirm"],
+    )
     got = parse(delivery(confirm), context())
     assert isinstance(got, ReviewCommand) and got.command is Command.CONFIRM and got.actor.id == "zendesk"
 
