@@ -120,7 +120,9 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         backoff = min(self.base_seconds * self.factor ** max(attempt - 1, 0), self.max_seconds)
         if retry_after is not None and retry_after > 0:
-            return max(min(retry_after, self.max_retry_after), 0.0)
+            # Not before the server said, and not sooner than the backoff either: a short Retry-After
+            # repeated through an outage would spend every attempt within seconds.
+            return max(min(retry_after, self.max_retry_after), backoff)
         return backoff
 
 
@@ -199,6 +201,10 @@ def deadline_already_handled(escalation: Escalation) -> bool:
 
 
 _PROMISING = frozenset({State.ESCALATED, State.CONFIRMED})
+
+
+class _TicketBusy(TransientError):
+    """A ticket another worker is running: worth another go after `retry_after`, not after a backoff."""
 
 
 class _Behind(Exception):
@@ -436,7 +442,7 @@ class Worker:
             return
         with self.locks.hold(row.platform, named) as lock:
             if lock is None:
-                raise TransientError(f"ticket {named} is being worked on", retry_after=self.lock_retry_seconds)
+                raise _TicketBusy(f"ticket {named} is being worked on", retry_after=self.lock_retry_seconds)
             # Its earlier deliveries go first, as if this one had arrived on that ticket: a lead's
             # cancel waiting for its retry must not be overtaken and then ignored as older.
             earlier = self.inbox.next_for_ticket(row.platform, named)
@@ -480,7 +486,10 @@ class Worker:
         reason = self.redact(f"{type(exc).__name__}: {exc}")
         if attempt >= self.retry.max_attempts:
             return self._fail(row, f"gave up after {attempt} attempts: {reason}")
-        delay = self.retry.delay(attempt, getattr(exc, "retry_after", None))
+        if isinstance(exc, _TicketBusy) and exc.retry_after is not None:
+            delay = exc.retry_after  # nothing failed: the other worker will be done in a moment
+        else:
+            delay = self.retry.delay(attempt, getattr(exc, "retry_after", None))
         now = self.clock()
         self.inbox.mark_retrying(row.id, f"attempt {attempt}: {reason}", now + timedelta(seconds=delay), now)
         self.schedule(row.id, delay)
