@@ -529,6 +529,10 @@ class Worker:
             with self.locks.hold(overdue.platform, overdue.ticket_ref) as lock:
                 if lock is None:
                     continue  # the ticket is busy; the next check sees it again
+                if self.inbox.next_for_ticket(overdue.platform, overdue.ticket_ref) is not None:
+                    # A delivery of the ticket is still to run (a lead's cancel waiting for its retry, a
+                    # contact just in): it goes first, or it would be ignored as older than the miss.
+                    continue
                 result = self._deadline(adapter, overdue)
                 if result is not None:
                     results.append(result)

@@ -566,6 +566,29 @@ def test_sh4_skips_a_ticket_another_job_is_working_on(client: FlaskClient, runti
     assert len(runtime.worker.check_deadlines()) == 1
 
 
+def test_sh4_waits_for_a_delivery_of_the_ticket_waiting_for_its_retry(
+    client: FlaskClient, runtime: Runtime, adapter: SignedAdapter, clock: Clock
+) -> None:
+    # A lead's cancel got a 429 before the promise ran out. The deadline check went first, then
+    # the cancel's retry was ignored as older than the level-2 move: the lead's cancel was lost.
+    post(client, request_payload("4016"), delivery_id="zd-1")
+    runtime.tasks.run_pending()
+    due = runtime.escalations.load(Platform.ZENDESK, "4016").first_contact_due  # type: ignore[union-attr]
+    assert due is not None
+    clock.now = due - timedelta(minutes=5)
+    adapter.scripted.failures = [TransientError("429", retry_after=600)]
+    post(client, command_payload("cancel", "4016", clock.now), delivery_id="zd-cancel")
+    runtime.tasks.run_pending()
+    assert stored(runtime, 2).status is DeliveryStatus.RETRYING
+
+    clock.now = due + timedelta(minutes=1)
+    assert runtime.worker.check_deadlines() == []  # the cancel goes first
+    clock.now = due + timedelta(minutes=6)
+    assert runtime.worker.process(2) == [(2, Outcome.PROCESSED)]
+    assert runtime.escalations.load(Platform.ZENDESK, "4016").state is State.CANCELLED  # type: ignore[union-attr]
+    assert runtime.worker.check_deadlines() == []  # nothing left to miss
+
+
 def test_sh4_deadline_check_is_registered_as_a_periodic_task(runtime: Runtime) -> None:
     names = {t.name for t in runtime.tasks.huey._registry.periodic_tasks}
     assert names == {"tierup.deadline_check", "tierup.recover_in_flight"}
