@@ -462,8 +462,8 @@ class _DeliveryInsert:
     processes) and returns the ids of those it stored. The statement commits on its own
     (autocommit): on SQLite the write lock is then held only inside the statement, never while
     Python (waiting for the GIL among gunicorn's threads) runs between BEGIN and COMMIT, which
-    made writers in the other processes back off and sleep; on PostgreSQL it saves the BEGIN
-    and COMMIT round trips.
+    made writers in the other processes back off and sleep. On PostgreSQL it runs in a
+    transaction with a lock per ticket (_insert_in_ticket_order), pipelined.
     DBAPI errors come out as SQLAlchemy's.
     """
 
@@ -510,19 +510,26 @@ class _DeliveryInsert:
         for values in rows:
             params.extend(process(values[name]) if process else values[name] for name, process in self.processors)
         sql = self.sql(len(rows), replay_keys=any(values["replay_key"] is not None for values in rows))
+        tickets = [] if self.sqlite else _ticket_locks(rows)
         try:
-            return self._insert(sql, params, reconnect=True)
+            return self._insert(sql, params, tickets, reconnect=True)
         except _Reconnect:
-            return self._insert(sql, params, reconnect=False)  # once more, on a fresh connection
+            return self._insert(sql, params, tickets, reconnect=False)  # once more, on a fresh connection
 
-    def _insert(self, sql: str, params: Sequence[Any], *, reconnect: bool) -> dict[tuple[str, str], int]:
+    def _insert(
+        self, sql: str, params: Sequence[Any], tickets: Sequence[int], *, reconnect: bool
+    ) -> dict[tuple[str, str], int]:
         with self._lock:
             raw = self._connection()
             try:
                 cursor = raw.cursor()
                 try:
-                    cursor.execute(sql, params)
-                    return {(platform, delivery_id): int(id) for id, platform, delivery_id in cursor.fetchall()}
+                    if tickets:
+                        rows = self._insert_in_ticket_order(raw.driver_connection, cursor, sql, params, tickets)
+                    else:
+                        cursor.execute(sql, params)
+                        rows = cursor.fetchall()
+                    return {(platform, delivery_id): int(id) for id, platform, delivery_id in rows}
                 finally:
                     cursor.close()
             except self.dbapi_error as exc:
@@ -534,6 +541,22 @@ class _DeliveryInsert:
                     if reconnect:
                         raise _Reconnect from exc
                 raise DBAPIError.instance(sql, None, exc, self.dbapi_error) from exc
+
+    @staticmethod
+    def _insert_in_ticket_order(conn: Any, cursor: Any, sql: str, params: Sequence[Any], tickets: Sequence[int]) -> Any:
+        """On PostgreSQL: the INSERT under a transaction lock per ticket of its rows, held to the commit.
+
+        A row's id is given at INSERT and the row is seen at COMMIT, and two web processes commit
+        in either order: a lead's confirm could be seen (and run) before the request stored just
+        before it, whose commit was still flushing, and the worker ran the confirm first. Under
+        the lock a ticket's next delivery gets its id only once the one before is committed, so
+        id order is commit order for every ticket; other tickets' writes do not wait. One round
+        trip more (pipelined), only on PostgreSQL: SQLite writes one transaction at a time.
+        """
+        with conn.pipeline(), conn.transaction():
+            cursor.execute(_LOCK_TICKETS, (list(tickets),))
+            cursor.execute(sql, params)
+        return cursor.fetchall()
 
     def _connection(self) -> Any:
         """The inbox's one connection, checked out of the pool once and kept (in autocommit).
@@ -561,6 +584,20 @@ class _DeliveryInsert:
                 raw.close()
             except Exception:  # closing what may already be broken
                 log.debug("giving back the inbox connection failed", exc_info=True)
+
+
+# Sorted first (in the subquery), so two writers take shared tickets' locks in one order: no deadlock.
+_LOCK_TICKETS = "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS s"
+
+
+def _ticket_locks(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """One 64-bit advisory lock key per ticket the rows name (signed, as PostgreSQL's bigint)."""
+    keys = set()
+    for values in rows:
+        if values["ticket_ref"] is not None:
+            name = f"tierup:{values['platform']}:{values['ticket_ref']}".encode()
+            keys.add(int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True))
+    return sorted(keys)
 
 
 class _Reconnect(Exception):

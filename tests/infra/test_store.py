@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -276,6 +277,48 @@ def test_a_held_connection_the_server_dropped_is_replaced_without_losing_the_del
     recorded = inbox.record(delivery("d-after"), kind="k", ticket_ref="4016")
     assert recorded.created
     assert [row.delivery_id for row in inbox.recent()] == ["d-after", "d-before"]
+    db.dispose()
+
+
+@pytest.mark.scaleout
+def test_a_tickets_deliveries_become_visible_in_id_order_across_web_processes(postgres_url: str) -> None:
+    # Two web processes, each with its inbox connection. A request's commit is slow (a WAL flush
+    # standing in); the lead's confirm for the same ticket, stored 0.2 s later, got a higher id but
+    # committed first, and the worker, seeing no earlier delivery of the ticket, ran it first.
+    db = Database(postgres_url)
+    db.upgrade()
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$"
+        ))  # fmt: skip
+        conn.execute(text(
+            "CREATE TRIGGER slow_commit AFTER INSERT ON deliveries FOR EACH ROW WHEN (NEW.kind = 'slow') "
+            "EXECUTE FUNCTION slow_commit()"
+        ))  # fmt: skip
+    first, second = Inbox(db), Inbox(db)  # two processes: a connection each
+    seen: dict[str, float] = {}
+
+    def store(inbox: Inbox, delivery_id: str, kind: str, ticket: str) -> None:
+        inbox.record_many([Arrival(delivery(delivery_id, ticket), kind, ticket)])
+        seen[delivery_id] = time.monotonic()
+
+    request = threading.Thread(target=store, args=(first, "d-request", "slow", "4016"))
+    request.start()
+    time.sleep(0.2)
+    store(second, "d-confirm", "k", "4016")  # waits for the request's commit
+    request.join()
+
+    assert seen["d-confirm"] >= seen["d-request"] - 0.05
+    stored = {row.delivery_id: row.id for row in Inbox(db).recent()}
+    assert stored["d-request"] < stored["d-confirm"]
+    other = threading.Thread(target=store, args=(first, "d-slow-2", "slow", "4017"))
+    other.start()
+    time.sleep(0.2)
+    before = time.monotonic()
+    store(second, "d-quick", "k", "5001")
+    assert time.monotonic() - before < 0.5  # one ticket's slow commit holds up only that ticket
+    other.join()
     db.dispose()
 
 
