@@ -138,6 +138,7 @@ def handle_event(
             except Conflict:
                 log.info("conflict on %s: re-reading and deciding again", ref)
                 snapshot = gateway.snapshot(ref, event.ticket) if ref else None
+                retry = True  # a part before the refused one may have landed: check before writing again
                 continue
         if decision.origin_actions and decision.origin_ref:
             # The request ticket (an email's own): linked, answered and solved after the named ticket's write.

@@ -512,12 +512,16 @@ class ZendeskGateway:
             return f"<p>Escalation request for ticket #{other}: {url} (the escalation is handled there).</p>"
         return f"<p>Escalation requested in ticket #{other}: {url} (the request, now solved).</p>"
 
-    def _put(self, ref: str, update: TicketUpdate) -> None:
+    def _put(self, ref: str, update: TicketUpdate) -> str | None:
+        """One ticket PUT; the ticket's updated_at after it, when Zendesk says."""
         with self._lock:
             self._prefetched.pop(ref, None)  # the ticket changes: a kept read is stale now
         ticket = ZenpyTicket(id=int(ref), **update.ticket)
         answer = call_zendesk(f"update ticket {ref}", lambda: self.client.tickets.update(ticket))
         _landed(answer, f"update ticket {ref}")
+        updated = getattr(answer, "ticket", None)
+        stamp = updated.to_dict().get("updated_at") if updated is not None else None
+        return str(stamp) if stamp else None
 
     def apply(
         self, ref: str, actions: Sequence[Action], *, snapshot: TicketSnapshot | None, key: str, retry: bool = False
@@ -527,21 +531,27 @@ class ZendeskGateway:
             raise PermanentError(f"{ref!r} is not a Zendesk ticket number")
         updates = self.plan(ref, actions, snapshot=snapshot, key=key)
         done = self.applied_parts(ref, key) if retry and updates else set()
-        for update in updates:
+        stamp = snapshot.version if snapshot is not None else None
+        for n, update in enumerate(updates):
             if update.part in done:
                 log.info(
                     "ticket %s: %s of transition %s is already on the ticket; not sent again", ref, update.part, key
                 )
                 continue
+            if n > 0 and stamp:
+                # The note's PUT is conditional too, on the ticket as the PUT before it left it (or as read
+                # for a retry): a PUT that timed out and then landed after the retry had checked the audits
+                # makes the other one a 409, never a second note.
+                update = replace(update, ticket={**update.ticket, "safe_update": True, "updated_stamp": stamp})
             try:
-                self._put(ref, update)
+                stamp = self._put(ref, update) or stamp
             except PermanentError as exc:
                 if "status" not in update.ticket or exc.status != 422:
                     raise  # a 401, 403 or 404 is not about the status: the same PUT twice more would not help
-                self._put_without_solving_unassigned(ref, update, exc)
+                stamp = self._put_without_solving_unassigned(ref, update, exc) or stamp
             log.info("ticket %s: applied %s of transition %s", ref, update.part, key)
 
-    def _put_without_solving_unassigned(self, ref: str, update: TicketUpdate, refused: PermanentError) -> None:
+    def _put_without_solving_unassigned(self, ref: str, update: TicketUpdate, refused: PermanentError) -> str | None:
         """Zendesk refused a status change: most likely solving an unassigned ticket (a request ticket).
 
         Zendesk never solves a ticket without an assignee; with "auto-assign upon solve" on, it
@@ -554,14 +564,13 @@ class ZendeskGateway:
         if bot.isdigit() and "assignee_id" not in update.ticket:
             log.info("ticket %s: Zendesk would not set its status (%s); assigning it to Tierup's user", ref, refused)
             try:
-                self._put(ref, replace(update, ticket={**update.ticket, "assignee_id": int(bot)}))
-                return
+                return self._put(ref, replace(update, ticket={**update.ticket, "assignee_id": int(bot)}))
             except PermanentError as exc:
                 if exc.status != 422:
                     raise
                 refused = exc
         log.warning("ticket %s: Zendesk would not set its status (%s); sending the rest without it", ref, refused)
-        self._put(ref, replace(update, ticket={k: v for k, v in update.ticket.items() if k != "status"}))
+        return self._put(ref, replace(update, ticket={k: v for k, v in update.ticket.items() if k != "status"}))
 
     # --- many tickets at once (the SLA sweep) -------------------------------------------------
 

@@ -135,6 +135,7 @@ class FakeZendesk:
     audits_oldest_first: bool = False  # True: the audits list ignores sort_order (the worst case for a retry)
     # Answers to give the next PUTs / ticket reads, e.g. [(409, {...}, {})], consumed in order; None = answer normally.
     put_failures: list[tuple[int, Any, dict[str, str]] | None] = field(default_factory=list)
+    put_stamps: list[str] = field(default_factory=list)  # the ticket's updated_at each PUT answers (else STAMP)
     read_failures: list[tuple[int, Any, dict[str, str]] | Exception | None] = field(default_factory=list)
     on_put: Callable[[str, dict[str, Any]], None] | None = None
     # Versions a ticket takes on, one per later read (after the first show()).
@@ -193,9 +194,9 @@ class FakeZendesk:
         if self.on_put:
             self.on_put(ref, sent)
         metadata = sent.get("metadata") or {}
-        audit = update_response(ref, metadata)["audit"]
-        self.audits.setdefault(ref, []).append(audit)
-        return 200, {"Content-Type": "application/json"}, json.dumps(update_response(ref, metadata))
+        answer = update_response(ref, metadata, self.put_stamps.pop(0) if self.put_stamps else STAMP)
+        self.audits.setdefault(ref, []).append(answer["audit"])
+        return 200, {"Content-Type": "application/json"}, json.dumps(answer)
 
     def show(self, ref: str = TICKET, data: Any | None = None, **changes: Any) -> dict[str, Any]:
         """Serve ticket `ref` (the recorded show-with-sideloads fixture, changed at dotted paths)."""

@@ -234,15 +234,20 @@ def test_a_note_alone_is_a_private_comment(api: FakeZendesk) -> None:
 
 
 def test_without_the_note_field_the_note_is_a_second_private_put(api: FakeZendesk) -> None:
+    api.put_stamps = ["2026-03-10T10:00:05Z"]  # the reply's PUT moves the ticket on
     gateway(ZENDESK_FIELD_NOTE="").apply(TICKET, [REPLY, NOTE], snapshot=snapshot(), key="d-1:1")
     first, second = api.put_bodies()
     assert first["ticket"]["comment"] == {"html_body": REPLY.body, "public": True}
     assert "Rationale" not in json.dumps(first)  # never leak the note publicly
+    # Conditional on the ticket as the reply left it: a note PUT that timed out and landed later
+    # makes its retry a 409 (re-read, audits checked), never a second note.
     assert second == {
         "ticket": {
             "id": 4016,
             "comment": {"html_body": NOTE.body, "public": False},
             "metadata": {"tierup_key": "d-1:1", "tierup_part": "note"},
+            "safe_update": True,
+            "updated_stamp": "2026-03-10T10:00:05Z",
         }
     }
 
@@ -290,11 +295,25 @@ def test_a_conflict_rereads_and_decides_again(api: FakeZendesk) -> None:
     api.put_failures.append((409, fixture("api_error_409_update_conflict.json"), {}))
     d = w.deliver(request())
     assert isinstance(d, Decision) and d.state is State.ESCALATED
-    assert (api.reads, api.writes) == (2, 2)
+    # The ticket, again after the 409, and its audits (a part before a refused one may have landed).
+    assert (api.reads, api.writes) == (3, 2)
     stale, fresh = api.put_bodies()
     assert stale["ticket"]["updated_stamp"] == STAMP
     assert fresh["ticket"]["updated_stamp"] == "2026-03-10T10:00:01Z"
     assert len(w.store.decisions) == 1
+
+
+def test_a_conflict_on_the_note_after_the_reply_landed_sends_only_the_note_again(api: FakeZendesk) -> None:
+    # Without the note field a transition is two PUTs; the second may now be refused (409) after
+    # the first landed. Deciding again must not send the customer's reply a second time.
+    w = World("lead-review", api, ZENDESK_FIELD_NOTE="")
+    api.show()
+    api.put_stamps = ["2026-03-10T10:00:05Z"]
+    api.put_failures.extend([None, (409, fixture("api_error_409_update_conflict.json"), {})])
+    d = w.deliver(request())
+    assert isinstance(d, Decision) and d.state is State.ESCALATED
+    landed = [a["metadata"]["custom"]["tierup_part"] for a in api.audits[TICKET]]
+    assert landed == ["main", "note"]  # the reply once, the note once
 
 
 def test_a_conflict_is_raised_as_conflict(api: FakeZendesk) -> None:
