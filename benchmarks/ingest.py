@@ -1,7 +1,7 @@
 """Webhook ingest: signed Zendesk deliveries per second into `tierup web` against a bare Flask endpoint, same server.
 
 Run: `.venv/bin/python benchmarks/ingest.py [--requests 1000] [--rounds 3] [--concurrency 1,8,32,64]
-[--backends sqlite,postgresql,postgresql+redis] [--no-references]`.
+[--backends sqlite,postgresql,postgresql+redis] [--no-references] [--tickets 1] [--threads N]`.
 
 Each backend is `tierup web` (gunicorn, 2 workers, the settings `tierup web` uses) in a scratch
 working directory: `sqlite` is the embedded default (SQLite database and Huey's SQLite queue
@@ -375,7 +375,7 @@ class Result:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def load(port: int, total: int, concurrency: int, signer: Signer, run: str) -> Result:
+def load(port: int, total: int, concurrency: int, signers: Sequence[Signer], run: str) -> Result:
     """POST `total` signed deliveries with `concurrency` keep-alive clients; latency per request."""
     counter = iter(range(total))
     take = threading.Lock()
@@ -393,6 +393,7 @@ def load(port: int, total: int, concurrency: int, signer: Signer, run: str) -> R
                 n = next(counter, None)
             if n is None:
                 break
+            signer = signers[n % len(signers)]  # the tickets in turn
             headers = signer.headers(f"{run}-{n}")
             started = time.perf_counter()
             conn.request("POST", PATH, body=signer.body, headers=headers)
@@ -461,6 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="leave out the bare endpoints that do one durable INSERT (bare+sqlite, bare+postgresql)",
     )  # fmt: skip
     parser.add_argument(
+        "--tickets", type=int, default=1,
+        help="tickets the deliveries are for, in turn (default 1: every delivery for one ticket, the worst case)",
+    )  # fmt: skip
+    parser.add_argument(
         "--threads", type=int, help="request threads per gunicorn worker, for every target (default: tierup web's)"
     )
     parser.add_argument("--bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -471,8 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     levels = [int(c) for c in args.concurrency.split(",")]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    body = json.dumps(TRIGGER_BODY).encode()
-    signer = Signer(body)
+    # One body per ticket: a hot ticket's deliveries are stored one after the other on PostgreSQL
+    # (their commit order is their order), different tickets' side by side.
+    signers = [Signer(json.dumps({**TRIGGER_BODY, "ticket": {**TRIGGER_BODY["ticket"], "id": str(4016 + t)}}).encode())
+               for t in range(args.tickets)]  # fmt: skip
 
     with ExitStack() as stack:
         threads = args.threads
@@ -501,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm = min(200, args.requests)
         for level in levels:
             for target in targets:
-                warmed = load(target.port, warm, level, signer, f"{run}-w-{target.name}-{level}")
+                warmed = load(target.port, warm, level, signers, f"{run}-w-{target.name}-{level}")
                 answers[target.name] += warmed.statuses
                 sent[target.name] += warm
             best: dict[str, Result] = {}
@@ -509,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # machine what varies is how much of it other work takes, and that only slows a round.
             for n in range(args.rounds):
                 for target in targets:
-                    result = load(target.port, args.requests, level, signer, f"{run}-{target.name}-{level}-{n}")
+                    result = load(target.port, args.requests, level, signers, f"{run}-{target.name}-{level}-{n}")
                     sent[target.name] += args.requests
                     answers[target.name] += result.statuses
                     if target.name not in best or result.rate > best[target.name].rate:
