@@ -530,13 +530,19 @@ def test_sh4_missed_first_contact_goes_one_level_up_once(
     assert runtime.worker.check_deadlines() == []  # once
 
 
-def test_sh4_at_the_top_level_the_missed_deadline_is_noted_once(
-    client: FlaskClient, runtime: Runtime, adapter: SignedAdapter, clock: Clock
-) -> None:
+def escalated_with_a_promise(client: FlaskClient, runtime: Runtime) -> datetime:
+    """Ticket 4016 escalated (LR5) by a first delivery; the first-contact time promised."""
     post(client, request_payload("4016"), delivery_id="zd-1")
     runtime.tasks.run_pending()
     due = runtime.escalations.load(Platform.ZENDESK, "4016").first_contact_due  # type: ignore[union-attr]
     assert due is not None
+    return due
+
+
+def test_sh4_at_the_top_level_the_missed_deadline_is_noted_once(
+    client: FlaskClient, runtime: Runtime, adapter: SignedAdapter, clock: Clock
+) -> None:
+    due = escalated_with_a_promise(client, runtime)
     clock.now = due + timedelta(minutes=1)
     assert len(runtime.worker.check_deadlines()) == 1  # level 2
     # Level 2 confirms (a new promise, from now) and misses it too: no level 3 exists.
@@ -556,10 +562,7 @@ def test_sh4_at_the_top_level_the_missed_deadline_is_noted_once(
 
 
 def test_sh4_skips_a_ticket_another_job_is_working_on(client: FlaskClient, runtime: Runtime, clock: Clock) -> None:
-    post(client, request_payload("4016"), delivery_id="zd-1")
-    runtime.tasks.run_pending()
-    due = runtime.escalations.load(Platform.ZENDESK, "4016").first_contact_due  # type: ignore[union-attr]
-    assert due is not None
+    due = escalated_with_a_promise(client, runtime)
     clock.now = due + timedelta(minutes=1)
     with runtime.locks.hold(Platform.ZENDESK, "4016"):
         assert runtime.worker.check_deadlines() == []
@@ -571,10 +574,7 @@ def test_sh4_waits_for_a_delivery_of_the_ticket_waiting_for_its_retry(
 ) -> None:
     # A lead's cancel got a 429 before the promise ran out. The deadline check went first, then
     # the cancel's retry was ignored as older than the level-2 move: the lead's cancel was lost.
-    post(client, request_payload("4016"), delivery_id="zd-1")
-    runtime.tasks.run_pending()
-    due = runtime.escalations.load(Platform.ZENDESK, "4016").first_contact_due  # type: ignore[union-attr]
-    assert due is not None
+    due = escalated_with_a_promise(client, runtime)
     clock.now = due - timedelta(minutes=5)
     adapter.scripted.failures = [TransientError("429", retry_after=600)]
     post(client, command_payload("cancel", "4016", clock.now), delivery_id="zd-cancel")

@@ -298,15 +298,19 @@ def test_a_public_comment_by_zendesk_itself_keeps_no_promise() -> None:
     assert isinstance(got, Ignored) and got.reason == "a comment by Zendesk itself (an automation)"
 
 
-def test_a_requester_reply_without_text_answers_nothing() -> None:
-    # As on the trigger path and on Jira: before, it asked for the rationale again (a second LR3 reply).
-    empty = changed(
+def requester_reply(text: str) -> Any:
+    """Pat's public reply on a ticket waiting for the rationale (LR3), as a comment_added event."""
+    return changed(
         fixture("event_ticket_comment_added__lead_public.json"),
         event__comment__author={"id": "6130907993114", "is_staff": False, "name": "Pat Champion"},
-        event__comment__body="",
+        event__comment__body=text,
         detail__tags=["escalation_needs_info", "gym"],
     )
-    got = parse(delivery(empty), context())
+
+
+def test_a_requester_reply_without_text_answers_nothing() -> None:
+    # As on the trigger path and on Jira: before, it asked for the rationale again (a second LR3 reply).
+    got = parse(delivery(requester_reply("")), context())
     assert isinstance(got, Ignored) and got.reason == "a reply without text"
 
 
@@ -340,13 +344,7 @@ def test_a_lead_public_comment_keeps_the_contact_promise() -> None:
 
 
 def test_a_requester_reply_on_a_needs_info_ticket_is_a_follow_up() -> None:
-    reply = changed(
-        fixture("event_ticket_comment_added__lead_public.json"),
-        event__comment__author={"id": "6130907993114", "is_staff": False, "name": "Pat Champion"},
-        event__comment__body="We lose 2000 PLN a day.",
-        detail__tags=["escalation_needs_info", "gym"],
-    )
-    got = parse(delivery(reply), context())
+    got = parse(delivery(requester_reply("We lose 2000 PLN a day.")), context())
     assert isinstance(got, EscalationRequest) and got.follow_up and got.rationale == "We lose 2000 PLN a day."
 
 
