@@ -483,6 +483,8 @@ class _DeliveryInsert:
         self.processors = [
             (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self.COLUMNS
         ]
+        # PostgreSQL: each value cast to its column's type (rows come from a VALUES list, not straight in).
+        self._casts = [f"::{table.c[name].type.compile(dialect=dialect)}" for name in self.COLUMNS]
         self.dbapi_error: Any = dialect.loaded_dbapi.Error
         self._lock = threading.Lock()  # one statement at a time on the one connection
         self._raw: Any = None
@@ -496,12 +498,22 @@ class _DeliveryInsert:
         """
         statement = self._statements.get((rows, replay_keys))
         if statement is None:
-            row = "(" + ", ".join([self._mark] * len(self.COLUMNS)) + ")"
+            columns = ", ".join(self.COLUMNS)
             target = "" if replay_keys else "(platform, delivery_id) "
-            statement = self._statements[rows, replay_keys] = (
-                f"INSERT INTO {self._table} ({', '.join(self.COLUMNS)}) VALUES {', '.join([row] * rows)} "
-                f"ON CONFLICT {target}DO NOTHING RETURNING id, platform, delivery_id"
-            )
+            conflict = f"ON CONFLICT {target}DO NOTHING RETURNING id, platform, delivery_id"
+            if self.sqlite:
+                row = "(" + ", ".join([self._mark] * len(self.COLUMNS)) + ")"
+                statement = f"INSERT INTO {self._table} ({columns}) VALUES {', '.join([row] * rows)} {conflict}"
+            else:
+                # The tickets' locks first (every one taken before the join gives a row, so before any id
+                # is drawn), held to the commit: see _ticket_locks.
+                row = "(" + ", ".join(f"{self._mark}{cast}" for cast in self._casts) + ")"
+                statement = (
+                    f"WITH tickets AS ({_LOCK_TICKETS}) INSERT INTO {self._table} ({columns}) "
+                    f"SELECT v.* FROM (VALUES {', '.join([row] * rows)}) AS v ({columns}) CROSS JOIN tickets "
+                    f"{conflict}"
+                )
+            self._statements[rows, replay_keys] = statement
         return statement
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
@@ -510,26 +522,21 @@ class _DeliveryInsert:
         for values in rows:
             params.extend(process(values[name]) if process else values[name] for name, process in self.processors)
         sql = self.sql(len(rows), replay_keys=any(values["replay_key"] is not None for values in rows))
-        tickets = [] if self.sqlite else _ticket_locks(rows)
+        if not self.sqlite:
+            params.insert(0, _ticket_locks(rows))
         try:
-            return self._insert(sql, params, tickets, reconnect=True)
+            return self._insert(sql, params, reconnect=True)
         except _Reconnect:
-            return self._insert(sql, params, tickets, reconnect=False)  # once more, on a fresh connection
+            return self._insert(sql, params, reconnect=False)  # once more, on a fresh connection
 
-    def _insert(
-        self, sql: str, params: Sequence[Any], tickets: Sequence[int], *, reconnect: bool
-    ) -> dict[tuple[str, str], int]:
+    def _insert(self, sql: str, params: Sequence[Any], *, reconnect: bool) -> dict[tuple[str, str], int]:
         with self._lock:
             raw = self._connection()
             try:
                 cursor = raw.cursor()
                 try:
-                    if tickets:
-                        rows = self._insert_in_ticket_order(raw.driver_connection, cursor, sql, params, tickets)
-                    else:
-                        cursor.execute(sql, params)
-                        rows = cursor.fetchall()
-                    return {(platform, delivery_id): int(id) for id, platform, delivery_id in rows}
+                    cursor.execute(sql, params)
+                    return {(platform, delivery_id): int(id) for id, platform, delivery_id in cursor.fetchall()}
                 finally:
                     cursor.close()
             except self.dbapi_error as exc:
@@ -541,22 +548,6 @@ class _DeliveryInsert:
                     if reconnect:
                         raise _Reconnect from exc
                 raise DBAPIError.instance(sql, None, exc, self.dbapi_error) from exc
-
-    @staticmethod
-    def _insert_in_ticket_order(conn: Any, cursor: Any, sql: str, params: Sequence[Any], tickets: Sequence[int]) -> Any:
-        """On PostgreSQL: the INSERT under a transaction lock per ticket of its rows, held to the commit.
-
-        A row's id is given at INSERT and the row is seen at COMMIT, and two web processes commit
-        in either order: a lead's confirm could be seen (and run) before the request stored just
-        before it, whose commit was still flushing, and the worker ran the confirm first. Under
-        the lock a ticket's next delivery gets its id only once the one before is committed, so
-        id order is commit order for every ticket; other tickets' writes do not wait. One round
-        trip more (pipelined), only on PostgreSQL: SQLite writes one transaction at a time.
-        """
-        with conn.pipeline(), conn.transaction():
-            cursor.execute(_LOCK_TICKETS, (list(tickets),))
-            cursor.execute(sql, params)
-        return cursor.fetchall()
 
     def _connection(self) -> Any:
         """The inbox's one connection, checked out of the pool once and kept (in autocommit).
@@ -587,11 +578,23 @@ class _DeliveryInsert:
 
 
 # Sorted first (in the subquery), so two writers take shared tickets' locks in one order: no deadlock.
-_LOCK_TICKETS = "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS s"
+_LOCK_TICKETS = (
+    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM "
+    "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS sorted) AS taken"
+)
 
 
 def _ticket_locks(rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """One 64-bit advisory lock key per ticket the rows name (signed, as PostgreSQL's bigint)."""
+    """One 64-bit advisory lock key per ticket the rows name (signed, as PostgreSQL's bigint).
+
+    On PostgreSQL a row's id is drawn at INSERT and the row is seen at COMMIT, and two web
+    processes commit in either order: a lead's confirm could be seen (and run) before the
+    request stored just before it, whose commit was still flushing. Each INSERT takes its
+    tickets' transaction locks before it draws an id and holds them to its commit, so a
+    ticket's next delivery gets its id only once the one before is committed: id order is
+    commit order for every ticket, and other tickets' writes do not wait. In the INSERT
+    itself, so it costs no round trip; SQLite writes one transaction at a time.
+    """
     keys = set()
     for values in rows:
         if values["ticket_ref"] is not None:
