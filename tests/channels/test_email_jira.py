@@ -270,13 +270,13 @@ def test_no_key_asks_for_it_and_leaves_the_email_open(runtime: Runtime, site: Si
     assert (done.rule, done.to_state, done.why) == ("SD8", State.NEEDS_INFO, "no existing ticket number")
 
 
-@pytest.mark.parametrize("whole_issue", [False, True])
-def test_the_senders_answer_with_the_key_escalates_that_issue_not_the_request(
-    runtime: Runtime, site: Site, whole_issue: bool
-) -> None:
-    # SD8 asked for the number; JSM adds the sender's reply as a comment on the request SUP-13.
-    # Cloud's comment_created carries a trimmed issue (no request type, no reporter); a payload
-    # with the whole issue (Data Center's issue_commented) shows it is an escalation request.
+def comment_on_the_request(runtime: Runtime, site: Site, whole_issue: bool, body: str, author: Any) -> None:
+    """SD8 asked the email's sender for the number; then a comment on the request SUP-13 arrives.
+
+    Cloud's comment_created carries a trimmed issue (no request type, no reporter); a payload
+    with the whole issue (Data Center's issue_commented) shows it is an escalation request.
+    SUP-7 answers as readable and writable, so it could be escalated.
+    """
     site.writes(REQUEST, transitions=False)
     first = fixture("issue_created__escalation_email_no_ticket.json")
     assert deliver(runtime, first) == 202
@@ -288,9 +288,19 @@ def test_the_senders_answer_with_the_key_escalates_that_issue_not_the_request(
         reply["issue"] = first["issue"]
     else:
         reply["issue"]["key"] = REQUEST
-    reply["comment"]["body"] = "Sorry, the ticket is SUP-7: members still cannot check in."
-    reply["comment"]["author"] = first["issue"]["fields"]["reporter"]
-    assert deliver(runtime, reply, "wh-reply-1") == 202
+    reply["comment"]["body"] = body
+    reply["comment"]["author"] = author if author is not None else first["issue"]["fields"]["reporter"]
+    assert deliver(runtime, reply, "wh-reply") == 202
+
+
+@pytest.mark.parametrize("whole_issue", [False, True])
+def test_the_senders_answer_with_the_key_escalates_that_issue_not_the_request(
+    runtime: Runtime, site: Site, whole_issue: bool
+) -> None:
+    # The sender (the request's reporter) answers with the key.
+    comment_on_the_request(
+        runtime, site, whole_issue, "Sorry, the ticket is SUP-7: members still cannot check in.", None
+    )
 
     escalation = runtime.escalations.load(Platform.JIRA, TICKET)
     assert escalation is not None and escalation.state is State.ESCALATED  # SUP-7, the issue it names
@@ -307,22 +317,12 @@ def test_the_senders_answer_with_the_key_escalates_that_issue_not_the_request(
 def test_someone_elses_comment_on_the_request_escalates_nothing(
     runtime: Runtime, site: Site, whole_issue: bool
 ) -> None:
-    # Cloud's comment_created carries a trimmed issue (no request type, no reporter): the parser cannot
-    # tell who the request's sender is, so the service compares the comment's author with it.
-    site.writes(REQUEST, transitions=False)
-    first = fixture("issue_created__escalation_email_no_ticket.json")
-    assert deliver(runtime, first) == 202
-    site.rsps.calls.reset()
-    reply = fixture("comment_created__rationale.json")
-    if whole_issue:
-        reply["issue"] = first["issue"]
-    else:
-        reply["issue"]["key"] = REQUEST
-    ticket_answers(site)  # SUP-7 could be read and escalated: nothing must be
-    request_answers(site)
-    reply["comment"]["body"] = "Hi Pat, is this about SUP-7? Please confirm the ticket number."
-    reply["comment"]["author"] = {"accountId": "557058:agent-0001", "displayName": "An Agent"}
-    assert deliver(runtime, reply, "wh-reply-2") == 202
+    # On the trimmed payload the parser cannot tell who the request's sender is: the service compares
+    # the comment's author with it.
+    agent = {"accountId": "557058:agent-0001", "displayName": "An Agent"}
+    comment_on_the_request(
+        runtime, site, whole_issue, "Hi Pat, is this about SUP-7? Please confirm the ticket number.", agent
+    )
     assert runtime.escalations.load(Platform.JIRA, TICKET) is None
     assert {d.status for d in runtime.inbox.recent()} <= {DeliveryStatus.PROCESSED, DeliveryStatus.IGNORED}
     assert [c for c in site.calls() if c[0] != "GET"] == []
