@@ -25,9 +25,10 @@ class NoAnswer(Exception):
 
 
 class _Run:
-    """One call of a check on a thread of its own."""
+    """One call of check `name` on a thread of its own."""
 
-    def __init__(self, check: Callable[[], Any]) -> None:
+    def __init__(self, name: str, check: Callable[[], Any]) -> None:
+        self.name = name
         self.check = check
         self.done = threading.Event()
         self.value: Any = None
@@ -63,7 +64,7 @@ class Probes:
         with self._lock:
             run = self._running.get(name)
             if run is None:
-                run = self._running[name] = _Run(check)
+                run = self._running[name] = _Run(name, check)
                 threading.Thread(target=run, args=(self._finished,), name=f"probe {name}", daemon=True).start()
         if not run.done.wait(self.seconds):
             raise NoAnswer(f"no answer within {self.seconds:g}s")
@@ -73,9 +74,8 @@ class Probes:
 
     def _finished(self, run: _Run) -> None:
         with self._lock:
-            for name, current in list(self._running.items()):
-                if current is run:
-                    del self._running[name]
+            if self._running.get(run.name) is run:
+                del self._running[run.name]
 
 
 def probes() -> Probes:

@@ -462,8 +462,8 @@ class _DeliveryInsert:
     processes) and returns the ids of those it stored. The statement commits on its own
     (autocommit): on SQLite the write lock is then held only inside the statement, never while
     Python (waiting for the GIL among gunicorn's threads) runs between BEGIN and COMMIT, which
-    made writers in the other processes back off and sleep. On PostgreSQL it runs in a
-    transaction with a lock per ticket (_insert_in_ticket_order), pipelined.
+    made writers in the other processes back off and sleep. On PostgreSQL the statement also
+    takes a lock per ticket its rows name, held to its commit (_ticket_locks).
     DBAPI errors come out as SQLAlchemy's.
     """
 
