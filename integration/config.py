@@ -14,6 +14,10 @@ class ConfigError(ValueError):
     """A setting that is missing or wrong; the message names it."""
 
 
+# prometheus_client's multiprocess directory, read when it is imported: `tierup web` sets it
+# before then (integration.cli.ops), webhooks.metrics reads it at scrape time.
+METRICS_DIR_SETTING = "PROMETHEUS_MULTIPROC_DIR"
+
 ENV_FILE = Path(".env")  # where load_env() reads settings, so where the installers store them
 
 

@@ -21,12 +21,11 @@ from prometheus_client import Counter as _Counter
 from prometheus_client import Histogram as _Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from integration.config import METRICS_DIR_SETTING
 from integration.model import Platform
 
 # The *_created series: when this process started counting, which means nothing summed across processes.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own setting, read when it is imported
 
 # Seconds: webhook processing is one or two API calls, so most mass is under a few seconds.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -138,7 +137,7 @@ class Metrics:
     def render(self, gauges: Iterable[Gauge] = ()) -> str:
         """Everything in the Prometheus text format (version 0.0.4): every process's counts under multiprocess."""
         registry = self.registry
-        shared = os.environ.get(MULTIPROCESS_DIR)
+        shared = os.environ.get(METRICS_DIR_SETTING)
         if shared:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from integration.cli import CommandError
-from integration.config import ConfigError, CoreSettings, load_env
+from integration.config import METRICS_DIR_SETTING, ConfigError, CoreSettings, load_env
 from integration.model import Platform
 from integration.ports import PlatformAdapter, utcnow
 
@@ -324,8 +324,8 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     # Several processes answer /metrics on one port: each keeps its counts in a file here, and whichever
     # answers sums them all. Set before prometheus_client is imported (by the runtime below), which reads it.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        shared = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tierup-metrics-")
+    if not os.environ.get(METRICS_DIR_SETTING):
+        shared = os.environ[METRICS_DIR_SETTING] = tempfile.mkdtemp(prefix="tierup-metrics-")
         master = os.getpid()
 
         def remove_counts() -> None:
