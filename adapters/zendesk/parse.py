@@ -394,14 +394,15 @@ ZENDESK_ITSELF = Person(id="zendesk", name="Zendesk", role=Role.SYSTEM)
 
 
 def _is_zendesk_itself(user_id: str | None) -> bool:
-    return user_id is not None and not user_id.isdigit()
+    """Zendesk's own "user" in events and audits; any other id must be a Zendesk id."""
+    return user_id is not None and user_id.strip() == "-1"
 
 
 def _event_actor(body: Obj) -> Person:
-    actor = body.obj("detail", required=True).opt_text("actor_id")
-    if _is_zendesk_itself(actor):
+    detail = body.obj("detail", required=True)
+    if _is_zendesk_itself(detail.opt_text("actor_id")):
         return ZENDESK_ITSELF
-    return Person(id=actor or "unknown")
+    return Person(id=detail.ident("actor_id") or "unknown")
 
 
 def handle_ticket_tags_changed(body: Obj, delivery: Delivery, context: ParseContext) -> Event | Ignored:
