@@ -15,7 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice
@@ -391,6 +391,21 @@ class _Sweep:
             del self.waiting[waiting.breach.ticket_ref]
         return batch
 
+    @contextmanager
+    def hold(self, ref: str) -> Iterator[TicketLock | None]:
+        """The ticket's lock, or None while it is busy: locked by a worker, or with deliveries still to run.
+
+        A delivery of the ticket waiting for its retry (a lead's cancel after a 429) or just
+        stored goes first: decided after the breach, it would be ignored as older than it, and
+        the lead's word lost. Such a ticket is tried again like a locked one (SH4 waits the same way).
+        """
+        with ExitStack() as stack:
+            lock = stack.enter_context(self.locks.hold(self.platform, ref))
+            if lock is not None and self.store.inbox.next_for_ticket(self.platform, ref) is not None:
+                stack.close()  # let go at once: the worker needs the lock for that delivery
+                lock = None
+            yield lock
+
     def was_busy(self, waiting: _Waiting, again: dict[str, _Waiting]) -> None:
         """`waiting`'s lock was taken: try it again later, or give up on it (and on its page's cursor)."""
         waiting.busy += 1
@@ -406,7 +421,7 @@ class _Sweep:
         with ExitStack() as stack:
             held: list[Breach] = []
             for waiting in batch:
-                if stack.enter_context(self.locks.hold(self.platform, waiting.breach.ticket_ref)) is None:
+                if stack.enter_context(self.hold(waiting.breach.ticket_ref)) is None:
                     self.was_busy(waiting, again)
                 else:
                     held.append(waiting.breach)
@@ -433,7 +448,7 @@ class _Sweep:
                     for waiting in batch:
                         ref = waiting.breach.ticket_ref
                         own[ref] = ExitStack()
-                        lock = own[ref].enter_context(self.locks.hold(self.platform, ref))
+                        lock = own[ref].enter_context(self.hold(ref))
                         if lock is None:
                             self.was_busy(waiting, again)
                         else:
@@ -484,8 +499,10 @@ class _Sweep:
         if not self.stuck:
             return
         refs = ", ".join(self.stuck[:20])
-        self.report.errors.append(f"tickets still locked by another worker: {refs}; their page is read again")
-        log.warning("sweep %s: %d tickets stayed locked (%s); not storing the cursor", self.source.name,
+        self.report.errors.append(
+            f"tickets still locked by another worker or with deliveries still to run: {refs}; their page is read again"
+        )
+        log.warning("sweep %s: %d tickets stayed busy (%s); not storing the cursor", self.source.name,
                     len(self.stuck), refs)  # fmt: skip
 
     # --- one ticket ------------------------------------------------------------------------

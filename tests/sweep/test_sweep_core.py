@@ -28,9 +28,9 @@ from integration.model import (
     TicketStatus,
 )
 from integration.policy import decide, load_policy
-from integration.ports import GatewayError, PermanentError, TransientError
+from integration.ports import Delivery, GatewayError, PermanentError, TransientError
 from integration.service import DryRunGateway
-from integration.store import SweepCursors
+from integration.store import HeaderMap, SweepCursors
 from integration.sweep import (
     SWEEP_ACTOR,
     Breach,
@@ -537,6 +537,42 @@ def test_a_waiting_ticket_seen_again_keeps_its_first_breach_and_takes_the_newer_
     assert esc.previous_group == "Billing"
 
 
+def still_to_run(storage: SweepStorage, ref: str, delivery_id: str) -> int:
+    """A delivery of ticket `ref` stored and not processed yet (queued, or waiting for its retry)."""
+    delivery = Delivery(Platform.ZENDESK, delivery_id, HeaderMap(), b"{}", NOW - timedelta(minutes=5))
+    return storage.escalations.inbox.record(delivery, kind="comment_added", ticket_ref=ref).id
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
+def test_sh3_a_ticket_with_a_delivery_still_to_run_waits_for_it_and_holds_the_cursor_back(
+    storage: SweepStorage, sleeps: Sleeps, bulk: bool
+) -> None:
+    # A lead's cancel of ticket 2 got a 429 and waits for its retry. Decided first, the breach would
+    # escalate 2 and the cancel would then be ignored as older than it: the lead's word lost.
+    id = still_to_run(storage, "2", "zd-cancel")
+    page = SweepPage([breach("1"), breach("2")], 2, "c1")
+    gateway = RecordingBulkGateway() if bulk else RecordingGateway()
+
+    def written() -> list[str]:
+        if isinstance(gateway, RecordingBulkGateway):
+            return [s.ref for s, _ in gateway.written]
+        return [ref for ref, *_ in gateway.applied]
+
+    report = run(storage, FakeSource([page]), gateway, sleeps, lock_attempts=1, lock_wait_seconds=0.5)
+    assert written() == ["1"]
+    assert sleeps.waits == [0.5]  # tried again once, after a pause, like a locked ticket
+    assert (report.busy, report.tickets_escalated, report.complete) == (1, 1, False)
+    assert state(storage, "2") is None
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") is None  # the page is read again
+
+    storage.escalations.inbox.mark_processed(id, NOW)
+    again = run(storage, FakeSource([page]), gateway, sleeps)
+    assert (again.tickets_escalated, again.complete) == (1, True)  # 1 was done by the first run
+    assert written() == ["1", "2"]
+    assert state(storage, "2") is State.ESCALATED
+    assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
+
+
 def test_a_busy_ticket_leaves_its_place_in_the_write_to_the_next_one(storage: SweepStorage, sleeps: Sleeps) -> None:
     locks = BusyLocks(busy={"2": 1})
     gateway = RecordingBulkGateway()
@@ -564,7 +600,9 @@ def test_a_ticket_that_stays_busy_stops_the_run_at_its_page(storage: SweepStorag
     assert gateway.batches == [["1", "2"], ["4"]] and source.yielded == 2
     assert sleeps.waits == [2.0]
     assert (report.busy, report.tickets_escalated, report.complete) == (1, 3, False)
-    assert report.errors == ["tickets still locked by another worker: 3; their page is read again"]
+    assert report.errors == [
+        "tickets still locked by another worker or with deliveries still to run: 3; their page is read again"
+    ]
     assert storage.cursors.get(Platform.ZENDESK, "test_events") == "c1"
     assert [state(storage, ref) for ref in "12345"] == [State.ESCALATED] * 2 + [None, State.ESCALATED, None]
 
