@@ -134,6 +134,9 @@ class TicketSnapshot:
     platform: Platform
     status: TicketStatus = TicketStatus.OPEN
     priority: Priority | None = None
+    # The platform's own priority name when it maps to none of ours (a Jira "Blocker"): a priority
+    # Tierup cannot rank, which it never raises "to at least" another one (that could lower it).
+    unranked_priority: str | None = None
     group: str | None = None
     assignee: str | None = None
     requester: Person | None = None
@@ -149,6 +152,12 @@ class TicketSnapshot:
     # The platform's optimistic-concurrency token (Zendesk updated_stamp, Jira updated);
     # opaque to the core.
     version: str | None = None
+
+    def priority_below(self, priority: Priority) -> bool:
+        """Whether raising the ticket to `priority` raises it: it has none, or a lower one of ours."""
+        if self.priority is None:
+            return self.unranked_priority is None
+        return self.priority.rank < priority.rank
 
     def breached_slas(self) -> tuple[SlaTarget, ...]:
         return tuple(s for s in self.slas if s.breached)

@@ -894,7 +894,7 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
             and requested is not None
             and ceiling is not None
             and requested.rank <= ceiling.rank
-            and (current is None or requested.rank > current.rank)
+            and ticket.priority_below(requested)
         ):
             group = policy.group_for(region)
             rctx = {**ctx, "priority": requested.value, "previous_priority": current.value if current else "none"}
@@ -940,7 +940,7 @@ def _escalate(
     if len(new_tags) > 1:
         actions[0] = AddTags(tuple(new_tags))
     actions.append(AssignGroup(group))
-    if policy.escalate_priority and (ticket.priority is None or ticket.priority.rank < policy.escalate_priority.rank):
+    if policy.escalate_priority and ticket.priority_below(policy.escalate_priority):
         actions.append(SetPriority(policy.escalate_priority))
     if policy.first_contact_shown_on is State.ESCALATED:
         actions.append(SetDue(due))

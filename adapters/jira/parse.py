@@ -258,13 +258,16 @@ def issue_snapshot(issue: Json, settings: JiraSettings, slas: Iterable[Any] = ()
     """The ticket snapshot the policy needs, from an issue as webhooks and `GET issue` give it."""
     fields = issue.obj("fields")
     priority = fields.opt_obj("priority")
+    priority_name = priority.opt_text("name") if priority else None
+    ranked = settings.priority_for(priority_name)
     region = field_text(fields, settings.fields.region)
     participants = _users(fields, settings.fields.participants)
     return TicketSnapshot(
         ref=issue.text("key"),
         platform=Platform.JIRA,
         status=_STATUS_BY_CATEGORY.get(status_category(fields) or "", TicketStatus.OPEN),
-        priority=settings.priority_for(priority.opt_text("name") if priority else None),
+        priority=ranked,
+        unranked_priority=priority_name if ranked is None and priority_name else None,
         group=field_text(fields, settings.fields.lead_group),
         assignee=user_id(fields.opt_obj("assignee")),
         requester=person(fields.opt_obj("reporter"), Role.END_USER) if fields.has("reporter") else None,

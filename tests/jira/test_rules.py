@@ -481,6 +481,24 @@ def test_sd2_misclassified_priority_is_reclassified(site: Site) -> None:
     assert (counts.reads, counts.edits, counts.comments) == (1, 1, 2)
 
 
+def test_lr5_and_sd2_never_lower_a_priority_that_maps_to_none_of_ours(site: Site) -> None:
+    # Data Center's "Blocker" is in no JIRA_PRIORITIES mapping: it cannot be ranked, so "raise to at
+    # least High" (LR5) and "re-classify up to High" (SD2) must leave it, not set it to High.
+    ready(site)
+    Run("lead-review").deliver(request_payload(priority={"name": "Blocker"}), "wh-blocker")
+    (edit,) = site.sent("PUT", f"/issue/{KEY}")
+    assert edit["fields"] == {"customfield_10105": {"name": "Technical Support Team Leaders"}}
+
+    reset(site)
+    payload = request_payload(
+        priority={"name": "Blocker"}, customfield_10100={"value": "Priority misclassified"},
+        customfield_10103={"value": "High"},
+    )  # fmt: skip
+    decision = Run("service-desk").deliver(payload, "wh-blocker-sd")
+    assert decision.rule != "SD2"
+    assert all("priority" not in e.get("fields", {}) for e in site.sent("PUT", f"/issue/{KEY}"))
+
+
 def test_sd5_escalated_to_the_service_desk_managers(site: Site) -> None:
     ready(site)
     decision = Run("service-desk").deliver("issue_updated__request_label_added.json", "wh-req")
