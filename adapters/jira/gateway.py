@@ -476,7 +476,7 @@ class JiraGateway:
                 log.info("comment %d of %s is already on %s; not posting it again", part, key, ref)
                 continue
             self._post_comment(ref, comment, {"transition": key, "part": part})
-        if plan.transition:
+        if plan.transition and not (retry and self._is_escalated(ref)):
             self._move_to_escalated(ref)
         if plan.last_labels:
             body = {"update": {"labels": [{"add": label} for label in plan.last_labels]}}
@@ -503,6 +503,20 @@ class JiraGateway:
                 if issue is not None and issue.opt_text("key"):
                     keys.add(issue.text("key"))
         return frozenset(keys)
+
+    def _is_escalated(self, ref: str) -> bool:
+        """Whether the issue is in JIRA_ESCALATED_STATUS already (a retry after the move landed moves it no more).
+
+        A workflow whose Escalate transition is global, or loops, offers it from Escalated too.
+        """
+        answer = self.call("read status", "GET", self.api_url(f"issue/{ref}"), params={"fields": "status"})
+        fields = _json(answer, "issue").opt_obj("fields")
+        status = fields.opt_obj("status") if fields else None
+        name = status.opt_text("name") if status else None
+        if name and name.strip().lower() == self.settings.escalated_status.strip().lower():
+            log.info("%s is in %s already; not moving it again", ref, name)
+            return True
+        return False
 
     def _is_done(self, ref: str) -> bool:
         """Whether the issue is in a Done-category status already (a retry after the move landed moves no further)."""
@@ -618,16 +632,20 @@ class JiraGateway:
 
         The first move in a project reads the issue's transitions and remembers the id; later
         moves post that id straight away. Jira answers 400 when it is not offered from the
-        issue's status (another issue type's workflow, already Escalated): then it reads.
+        issue's status (another issue type's workflow, already Escalated): then it reads. One
+        offered and still refused (a validator, a required screen field) leaves the status as it
+        is, with a warning naming Jira's reason, the first time in a project as every other time.
         """
         project = ref.rsplit("-", 1)[0]
         url = self.api_url(f"issue/{ref}/transitions")
         known = self._to_escalated.get(project)
+        refused: PermanentError | None = None
         if known is not None:
             try:
                 self.call("transition", "POST", url, body={"transition": {"id": known}})
                 return
             except PermanentError as exc:
+                refused = exc
                 log.info("transition %s not offered on %s (%s); reading its transitions", known, ref, exc)
         wanted = self.settings.escalated_status.strip().lower()
         for transition in _json(self.call("read transitions", "GET", url), "transitions").objects("transitions"):
@@ -635,9 +653,16 @@ class JiraGateway:
             names = {transition.opt_text("name"), target.opt_text("name") if target else None}
             if wanted in {n.lower() for n in names if n}:
                 ident = transition.text("id")
-                if ident == known:
-                    break  # offered but refused just now: posting it again would fail the same way
-                self.call("transition", "POST", url, body={"transition": {"id": ident}})
                 self._to_escalated[project] = ident
+                if ident != known:  # one refused just now would be refused the same way again
+                    try:
+                        self.call("transition", "POST", url, body={"transition": {"id": ident}})
+                        return
+                    except PermanentError as exc:
+                        refused = exc
+                # Offered, and refused: a validator, or a field the transition's screen requires. The labels,
+                # comments and fields are on the issue already; the move is the workflow's to allow.
+                log.warning("Jira refused to move %s to %s (%s); status left as it is", ref,
+                            self.settings.escalated_status, refused)  # fmt: skip
                 return
         log.info("no transition to %s offered on %s; status left as it is", self.settings.escalated_status, ref)

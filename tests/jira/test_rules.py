@@ -656,6 +656,7 @@ def answer_lr5_with_one_failure(site: Site, *, fails: str) -> None:
     site.rsps.post(site.api(f"issue/{KEY}/comment"), status=201, json=fixture("rest_api2_comment_added.json"))
     site.rsps.get(site.api(f"issue/{KEY}/transitions"), json=fixture("rest_api2_issue_transitions.json"))
     site.rsps.post(site.api(f"issue/{KEY}/transitions"), status=204)
+    site.rsps.get(site.api(f"issue/{KEY}"), json=issue_get())  # a retry's look at the status: Waiting for support
 
 
 def test_a_retry_after_a_failure_never_posts_a_comment_twice(site: Site) -> None:
@@ -678,7 +679,9 @@ def test_a_retry_after_a_failure_never_posts_a_comment_twice(site: Site) -> None
     assert site.sent("POST", f"/request/{KEY}/comment") == []  # not posted again
     assert [b["properties"][0] for b in site.sent("POST", f"/issue/{KEY}/comment")] == [marker("wh-req:1", 1)]
     counts = site.count()
-    assert (counts.reads, counts.edits, counts.comments) == (2, 1, 1)  # + the look back at the newest comments
+    # + the look back at the newest comments, and at the status before the move
+    assert (counts.reads, counts.edits, counts.comments) == (3, 1, 1)
+    assert site.sent("POST", f"/issue/{KEY}/transitions") == [{"transition": {"id": "41"}}]
 
 
 def test_a_reply_whose_mark_never_landed_is_marked_on_the_retry_not_posted_again(site: Site) -> None:
@@ -712,6 +715,7 @@ def test_an_unmarked_reply_by_someone_else_is_not_taken_for_ours(site: Site) -> 
     shown["comments"][0].update(body=reply["body"], properties=[])
     shown["comments"][0]["author"]["accountId"] = "5b10a2844c20165700ede21g"  # an agent pasted the same text
     site.rsps.get(site.api(f"issue/{KEY}/comment"), json=shown)
+    site.rsps.get(site.api(f"issue/{KEY}"), json=issue_get())
     reset(site)
     Run("lead-review").deliver("issue_updated__request_label_added.json", "wh-other", retry=True)
     assert len(site.sent("POST", f"/request/{KEY}/comment")) == 1
