@@ -749,7 +749,9 @@ def _has_outcome(escalation: Escalation) -> bool:
 
 
 def _decide_request(policy: Policy, escalation: Escalation | None, req: EscalationRequest, now: datetime) -> Decision:
-    if escalation is not None and escalation.state is State.NEEDS_INFO:
+    # An SD8 record of a number that did not exist (yet) is nobody's request on that ticket: a stranger
+    # could name the next number, so a later request there is never completed with what it said.
+    if escalation is not None and escalation.state is State.NEEDS_INFO and not awaits_ticket_number(escalation):
         # The answer to a needs-info reply completes the earlier request (LR3).
         req = replace(
             req,
@@ -850,7 +852,11 @@ def _decide_request(policy: Policy, escalation: Escalation | None, req: Escalati
         # LR1: only authorised people may escalate.
         if policy.authorisation is not None and not policy.authorisation.allows(req.requested_by):
             note = policy.render("unauthorised_note", **ctx)
-            if escalation is not None and d.state in (State.NEEDS_INFO, State.DEFERRED):
+            if (
+                escalation is not None
+                and d.state in (State.NEEDS_INFO, State.DEFERRED)
+                and not awaits_ticket_number(escalation)
+            ):
                 # An authorised person's request is pending: this one is noted and leaves it as it is.
                 return d.finish(event, escalation.state, escalation, "unauthorised",
                                 "requester not authorised; the earlier request stands", [InternalNote(note)], actor,

@@ -25,7 +25,7 @@ from integration.model import Channel, Decision, EscalationRequest, Ignored, Pla
 from integration.policy import load_policy
 from integration.ports import Delivery, PayloadError, SignatureError
 from integration.service import MemoryStore, handle_event
-from tests.channels.fakes import CC, REQUESTER, helpdesk
+from tests.channels.fakes import CC, REQUESTER, helpdesk, ticket
 from tests.infra.fakes import T0, request_payload, signed
 
 SERVICE_DESK = load_policy("service-desk")
@@ -211,6 +211,33 @@ def test_a_ticket_that_does_not_exist_is_sd8_and_nothing_is_written() -> None:
     assert planned == []
     saved = store.escalations[(Platform.ZENDESK, "99999")]
     assert saved.history[-1] == result.transition  # the audit trail says what happened, not what was planned
+
+
+def test_sd8_a_stranger_s_form_for_a_ticket_not_made_yet_is_never_merged_into_its_real_request() -> None:
+    # Zendesk numbers are sequential: a stranger names the next one, with a premium-rate "contact".
+    # When that ticket exists and its requester asks with no rationale and no contact, the answer to
+    # the SD8 record must not fill them in (LR3's completion is for the requester's own answer).
+    adapter, gateway = helpdesk()
+    store = MemoryStore()
+
+    def handle(delivery: Delivery) -> Decision | Ignored:
+        request = FormAwareAdapter(adapter).parse(delivery)
+        assert isinstance(request, EscalationRequest)
+        return handle_event(request, policy=SERVICE_DESK, gateway=gateway, store=store, clock=lambda: T0)
+
+    planted = form_delivery(ticket="5000", email="anyone@elsewhere.example", rationale="Refund owed: pay to IBAN XX00",
+                            preferred_contact="call +1 900 555 0199", delivery_id="d-stranger")  # fmt: skip
+    first = handle(planted)
+    assert isinstance(first, Decision) and (first.state, first.rule) == (State.NEEDS_INFO, "SD8")
+
+    gateway.tickets["5000"] = ticket("5000")
+    real = handle(form_delivery(ticket="5000", rationale=None, preferred_contact=None, delivery_id="d-real"))
+    assert isinstance(real, Decision) and (real.state, real.rule) == (State.ESCALATED, "SD5")
+    esc = real.escalation
+    assert (esc.rationale, esc.preferred_contact) == (None, None)
+    assert esc.requested_by is not None and esc.requested_by.email == REQUESTER.email
+    [(_ref, actions, _key)] = gateway.planned
+    assert not any("900 555" in getattr(a, "body", "") or "IBAN" in getattr(a, "body", "") for a in actions)
 
 
 def test_an_email_naming_a_ticket_that_does_not_exist_gets_its_sd8_reply_on_its_own_ticket() -> None:
