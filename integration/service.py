@@ -55,6 +55,18 @@ def on_ticket(policy: Policy, request: EscalationRequest, ticket: TicketSnapshot
     return policy.authorisation is not None and policy.authorisation.allows(request.requested_by)
 
 
+def as_known(sender: Person, ticket: TicketSnapshot) -> Person:
+    """A form's or email's sender as the helpdesk knows them when they are the ticket's requester, else as sent.
+
+    The sender is only an address; the ticket's requester is a helpdesk user with tags, a
+    role and an organisation, which is what LR1 authorises by.
+    """
+    known = ticket.requester
+    if known is None or not _same_person(sender, known):
+        return sender
+    return known if known.email else replace(known, email=sender.email)
+
+
 def _same_person(one: Person, other: Person | None) -> bool:
     """Whether two people are one helpdesk user: the same id, or the same email where ids differ in form."""
     if other is None:
@@ -126,6 +138,8 @@ def handle_event(
         log.info("%s request %s names ticket %s, which its sender is not on", event.channel, event.origin_ref, ref)
         event, ref, snapshot = replace(event, ticket_ref=None, ticket=None), None, None
         escalation = store.load(event.platform, event.origin_ref) if event.origin_ref else None
+    elif isinstance(event, EscalationRequest) and snapshot is not None and event.channel in _CHECKED_CHANNELS:
+        event = replace(event, requested_by=as_known(event.requested_by, snapshot))
     for _ in range(MAX_CONFLICTS):
         try:
             decision = decide(policy, escalation, replace(event, ticket=snapshot), clock())

@@ -386,8 +386,11 @@ def test_under_lead_review_an_unauthorised_sender_is_answered_on_the_email_and_n
     new_runtime: NewRuntime, clock: Clock, api: FakeZendesk
 ) -> None:
     runtime = new_runtime({**env(ZENDESK_ESCALATION_ADDRESS=ADDRESS), "TIERUP_POLICY": "lead-review"}, clock=clock)
-    api.show(TICKET)
-    # Pat is 4016's requester, so on the ticket, but carries none of the tags that authorise escalating.
+    # Pat is 4016's requester, so on the ticket, but in this copy carries none of the tags that authorise
+    # escalating (the recorded Pat is a PG Champion: see the test after this one).
+    shown = fixture("api_ticket_show_with_sideloads.json")
+    shown["users"][0]["tags"] = []
+    api.show(TICKET, shown)
     payload = email("Escalation: ticket #4016", "The fix did not work.\nReason: wrong resolution\nPat")
     assert deliver(runtime.create_app().test_client(), runtime, payload) == 202
 
@@ -412,3 +415,20 @@ def test_under_lead_review_an_unauthorised_sender_is_answered_on_the_email_and_n
             "metadata": {"tierup_key": f"{INVOCATION}:1:request", "tierup_part": "main"},
         }
     }
+
+
+def test_under_lead_review_the_requester_who_is_a_pg_champion_escalates_by_email(
+    new_runtime: NewRuntime, clock: Clock, api: FakeZendesk
+) -> None:
+    # The email's sender is only an address; as 4016's requester they are Zendesk's Pat, tagged pg_champion
+    # (LR1). Every email escalation was cancelled as "not authorised" before.
+    runtime = new_runtime({**env(ZENDESK_ESCALATION_ADDRESS=ADDRESS), "TIERUP_POLICY": "lead-review"}, clock=clock)
+    api.show(TICKET)
+    payload = email("Escalation: ticket #4016", "The fix did not work.\nReason: wrong resolution\nPat")
+    assert deliver(runtime.create_app().test_client(), runtime, payload) == 202
+
+    done = last_transition(runtime, TICKET)
+    assert (done.rule, done.to_state) == ("LR5", State.ESCALATED)
+    escalation = runtime.escalations.load(Platform.ZENDESK, TICKET)
+    assert escalation is not None and escalation.requested_by is not None
+    assert (escalation.requested_by.id, escalation.requested_by.tags) == ("6130907993114", frozenset({"pg_champion"}))

@@ -29,6 +29,7 @@ from tests.channels.fakes import CC, REQUESTER, helpdesk, ticket
 from tests.infra.fakes import T0, request_payload, signed
 
 SERVICE_DESK = load_policy("service-desk")
+LEAD_REVIEW = load_policy("lead-review")
 
 
 def form_delivery(platform: Platform = Platform.ZENDESK, delivery_id: str = "d-form-1", **fields: object) -> Delivery:
@@ -194,6 +195,25 @@ def test_the_requester_or_a_cc_escalates_by_form(email: str) -> None:
     assert (result.state, result.rule) == (State.ESCALATED, "SD5")
     assert result.escalation.first_contact_due == datetime(2026, 3, 10, 11, 0, tzinfo=UTC)  # SD10, London hours
     assert len(planned) == 1 and len(store.decisions) == 1
+
+
+def test_lr1_the_requester_escalating_by_form_is_authorised_as_the_helpdesk_knows_them() -> None:
+    # Under lead-review only PG Champions (a user tag) may escalate. The form's sender is only an
+    # address; matched to the ticket's requester, they are that helpdesk user, tags and all. Every
+    # form request was cancelled as "not authorised" before.
+    champion = replace(REQUESTER, tags=frozenset({"pg_champion"}))
+    adapter, gateway = helpdesk(ticket(requester=champion))
+    request = FormAwareAdapter(adapter).parse(form_delivery())
+    assert isinstance(request, EscalationRequest)
+    result = handle_event(request, policy=LEAD_REVIEW, gateway=gateway, store=MemoryStore(), clock=lambda: T0)
+    assert isinstance(result, Decision) and (result.state, result.rule) == (State.ESCALATED, "LR5")
+    assert result.escalation.requested_by == champion
+
+    # Someone else on the ticket (a CC) is still only an address: not a PG Champion by that alone.
+    cc = FormAwareAdapter(adapter).parse(form_delivery(email=CC, delivery_id="d-form-cc"))
+    assert isinstance(cc, EscalationRequest)
+    result = handle_event(cc, policy=LEAD_REVIEW, gateway=gateway, store=MemoryStore(), clock=lambda: T0)
+    assert isinstance(result, Decision) and (result.state, result.rule) == (State.CANCELLED, "LR1")
 
 
 def test_someone_not_on_the_ticket_changes_nothing() -> None:
