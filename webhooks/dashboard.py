@@ -217,8 +217,13 @@ def _filters(args: Any, *, strict: bool) -> Filters:
             continue
         out[name] = value
     group = (args.get("group") or "").strip()
+    if group and (not group.isprintable() or len(group) > 255):
+        # No group is named so (a NUL would reach PostgreSQL, which refuses it in text: not a storage failure).
+        if strict:
+            raise _BadFilter("group: not a group name")
+        group = ""
     if group:
-        out["group"] = group[:255]
+        out["group"] = group
     return Filters(**out)
 
 
