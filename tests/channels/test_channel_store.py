@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -64,6 +65,32 @@ def test_the_table_keeps_hashes_not_addresses_and_forgets_old_hits(db: Database)
         buckets = list(session.scalars(select(RateLimitHitRow.bucket)))
     assert buckets == [RateLimits.bucket("email:b@x.example")]
     assert "x.example" not in buckets[0]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_attempts_at_once_are_counted_one_after_the_other(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # 40 form posts from one address at the same moment, limit 5: under READ COMMITTED each counted the
+    # same rows and 12 got in on PostgreSQL.
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 't.db'}"
+    database = Database(url)
+    database.upgrade()
+    limits = RateLimits(database)
+    start = threading.Barrier(20)
+    outcomes: list[float | None] = []
+
+    def attempt() -> None:
+        start.wait()
+        outcomes.append(limits.acquire(["form-email:a@x.example", "form-ip:10.0.0.1"], limit=5, window=HOUR, now=T0))
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    database.dispose()
+    assert sum(o is None for o in outcomes) == 5 and len(outcomes) == 20
 
 
 def test_the_web_secret_is_made_once_and_shared(db: Database, tmp_path: Path) -> None:
