@@ -301,19 +301,21 @@ def submit_form() -> ResponseReturnValue:
     email = email_address(submission.email)
     assert ticket is not None and email is not None  # checked by _read
     now = config.clock()
-    limits = RateLimits(config.inbox.db)
-    keys = (f"form-email:{email.lower()}", f"form-ip:{client_key()}")
-    wait = limits.acquire(keys, limit=config.channels.form_rate_limit, window=RATE_WINDOW, now=now)
-    if wait is not None:
-        log.info("form: rate limit reached; retry in %.0fs", wait)
-        return message_page(429, "Too many requests",
-                            "You have sent several escalation requests in a short time. Please wait a while "
-                            "before you send another; the requests you sent are being handled.",
-                            headers=retry_after(wait))  # fmt: skip
-
     delivery_id = _delivery_id(
         submission.submission, ticket, email.lower(), submission.reason, submission.rationale, submission.contact
     )
+    # A page sent again (a refresh, a second click) is the request already stored: it is answered the
+    # same and takes nothing from the sender's allowance, or a double-click could shut them out for an hour.
+    if config.inbox.find(platform, delivery_id) is None:
+        limits = RateLimits(config.inbox.db)
+        keys = (f"form-email:{email.lower()}", f"form-ip:{client_key()}")
+        wait = limits.acquire(keys, limit=config.channels.form_rate_limit, window=RATE_WINDOW, now=now)
+        if wait is not None:
+            log.info("form: rate limit reached; retry in %.0fs", wait)
+            return message_page(429, "Too many requests",
+                                "You have sent several escalation requests in a short time. Please wait a while "
+                                "before you send another; the requests you sent are being handled.",
+                                headers=retry_after(wait))  # fmt: skip
     body = form_body(
         ticket=ticket, email=email, reason=Reason(submission.reason), rationale=submission.rationale or None,
         preferred_contact=submission.contact or None, submitted_at=now,

@@ -289,6 +289,18 @@ def test_sending_the_same_page_twice_stores_one_request(client: FlaskClient, run
     assert stored(runtime) == 1
 
 
+def test_a_page_sent_again_takes_nothing_from_the_allowance(client: FlaskClient, runtime: Runtime) -> None:
+    # The page says a resend is not needed, and a refresh stores nothing new: it must not count either.
+    # Five sends of one page used to use up the hour, and the sender's next, real request got a 429.
+    page = client.get("/escalate")
+    submission = re.search(r'name="submission" value="([^"]+)"', page.get_data(as_text=True))
+    assert submission
+    data = {**form_fields(), "csrf_token": csrf_of(page), "submission": submission.group(1)}
+    assert [client.post("/escalate", data=data).status_code for _ in range(6)] == [200] * 6
+    assert stored(runtime) == 1
+    assert [submit(client, ticket=str(5120 + i)).status_code for i in range(5)] == [200] * 4 + [429]
+
+
 def test_another_request_sent_from_the_same_page_is_not_taken_for_a_resend(
     client: FlaskClient, runtime: Runtime
 ) -> None:
