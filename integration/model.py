@@ -229,7 +229,7 @@ class RemoveTags:
 
 @dataclass(frozen=True, slots=True)
 class AssignGroup:
-    group: str  # the policy's group name; the adapter maps it to an id
+    group: str | None  # the policy's group name (the adapter maps it to an id); None: no group
 
 
 @dataclass(frozen=True, slots=True)

@@ -1017,10 +1017,11 @@ def _decide_command(policy: Policy, escalation: Escalation, cmd: ReviewCommand, 
                         cmd.delivery_id, first_contact_due=due, contacted_at=contacted)  # fmt: skip
 
     if cmd.command is Command.CANCEL:
-        # LR6: cancelled with the lead's feedback; the ticket goes back to its previous group.
+        # LR6: cancelled with the lead's feedback; the ticket goes back to its previous group, or to
+        # none when it had none (a Jira issue's lead-group field was empty before it was escalated).
         ctx = d.context(feedback=cmd.feedback or "", actor=actor)
         actions = [*d.state_tags(tags.cancelled, ticket)]
-        if escalation.previous_group and escalation.previous_group != escalation.group:
+        if escalation.group and escalation.previous_group != escalation.group:
             actions.append(AssignGroup(escalation.previous_group))
         actions.append(PublicReply(policy.render("cancelled_reply", **ctx)))
         return d.finish(event, State.CANCELLED, escalation, "cancel", cmd.feedback or "cancelled by a lead", actions,

@@ -414,7 +414,7 @@ class JiraGateway:
                 fields["priority"] = {"name": self.settings.priorities[action.priority]}
             elif isinstance(action, AssignGroup):
                 if names.lead_group:
-                    fields[names.lead_group] = {"name": action.group}
+                    fields[names.lead_group] = {"name": action.group} if action.group else None
                 else:
                     log.warning("JIRA_FIELD_LEAD_GROUP is not set: %s is not recorded on the issue", action.group)
             elif isinstance(action, AssignUser):

@@ -444,7 +444,7 @@ class ZendeskGateway:
                 case RemoveTags(tags):
                     remove += [t for t in tags if t not in remove]
                 case AssignGroup(group):
-                    ticket["group_id"] = self.group_id(group)
+                    ticket["group_id"] = self.group_id(group) if group else None
                 case AssignUser(user):
                     if not user.isdigit():
                         raise PermanentError(f"assignee {user!r} is not a Zendesk user id")
@@ -516,7 +516,7 @@ class ZendeskGateway:
         """One ticket PUT; the ticket's updated_at after it, when Zendesk says."""
         with self._lock:
             self._prefetched.pop(ref, None)  # the ticket changes: a kept read is stale now
-        ticket = ZenpyTicket(id=int(ref), **update.ticket)
+        ticket = zenpy_ticket(ref, update.ticket)
         answer = call_zendesk(f"update ticket {ref}", lambda: self.client.tickets.update(ticket))
         _landed(answer, f"update ticket {ref}")
         updated = getattr(answer, "ticket", None)
@@ -631,7 +631,7 @@ class ZendeskGateway:
             outcomes[ref] = None
             for update in updates:
                 if update.part == MAIN_PART:
-                    tickets.append(ZenpyTicket(id=int(ref), **update.ticket))
+                    tickets.append(zenpy_ticket(ref, update.ticket))
                 else:
                     later.setdefault(ref, []).append(update)
         if tickets:
@@ -704,6 +704,18 @@ def _job_outcome(result: dict[str, Any] | None, ref: str) -> GatewayError | None
         return None
     described = ": ".join(str(p) for p in (result.get("error"), result.get("details")) if p) or "failed"
     return PermanentError(f"ticket {ref}: bulk update failed: {described}")
+
+
+def zenpy_ticket(ref: str, fields: dict[str, Any]) -> ZenpyTicket:
+    """A zenpy Ticket to PUT with `fields`; a field set to None is sent as null (no group: LR6).
+
+    zenpy's constructor leaves None values out of what it sends; set afterwards, they go as null.
+    """
+    ticket = ZenpyTicket(id=int(ref), **fields)
+    for name, value in fields.items():
+        if value is None:
+            setattr(ticket, name, None)
+    return ticket
 
 
 def _metadata(key: str, part: str) -> dict[str, str]:

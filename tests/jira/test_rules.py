@@ -288,6 +288,20 @@ def test_lr6_lead_cancels_with_feedback_back_to_the_previous_group(site: Site) -
     assert counts.other == ["PUT /rest/api/2/comment/10101/properties/tierup.key"]
 
 
+def test_lr6_an_issue_that_had_no_lead_group_goes_back_to_none(site: Site) -> None:
+    # The lead-group field is usually empty before an escalation: the cancel left the leads' group on
+    # the issue while the record said it had none.
+    ready(site)
+    run = Run("lead-review")
+    run.deliver(request_payload(customfield_10105=None), "wh-req")
+    reset(site)
+    decision = run.deliver("issue_updated__cancel_label_added_with_comment.json", "wh-cancel")
+
+    assert (decision.rule, decision.state, decision.escalation.group) == ("LR6", State.CANCELLED, None)
+    (edit,) = site.sent("PUT", f"/issue/{KEY}")
+    assert edit["fields"] == {"customfield_10105": None}
+
+
 @pytest.mark.parametrize(
     ("thread", "feedback"),
     [

@@ -284,6 +284,13 @@ def test_group_names_come_from_one_group_list_when_settings_lack_them(api: FakeZ
         g.apply(TICKET, [AssignGroup("Nobody's Group")], snapshot=snapshot(), key="d-3:1")
 
 
+def test_no_group_is_sent_as_none(api: FakeZendesk) -> None:
+    # LR6 on a ticket that had no group before its escalation: back to none, no group list read.
+    gateway(ZENDESK_GROUP_IDS="").apply(TICKET, [AssignGroup(None)], snapshot=snapshot(), key="d-1:1")
+    assert [b["ticket"]["group_id"] for b in api.put_bodies()] == [None]
+    assert not [c for c in api.calls("GET") if "/groups" in c.request.url]
+
+
 # --- failures ---------------------------------------------------------------------------------------
 
 
