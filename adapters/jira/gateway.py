@@ -119,7 +119,7 @@ def gateway_error(exc: Exception, operation: str, now: datetime) -> GatewayError
         return TransientError(detail, retry_after=retry_after_seconds(headers.get("Retry-After"), now))
     if status == 409:
         return Conflict(detail)
-    return PermanentError(detail)
+    return PermanentError(detail, status=status)
 
 
 def _json(value: Any, what: str) -> Json:
@@ -614,11 +614,19 @@ class JiraGateway:
             # A request comment is what the customer sees and is notified of; it takes no properties,
             # so the marker is set on it right after.
             url = self.servicedesk_url(f"request/{ref}/comment")
-            created = self.call("public comment", "POST", url, body={"body": request_body, "public": True})
-            comment_id = _json(created, "comment").text("id")
-            url = self.api_url(f"comment/{comment_id}/properties/{KEY_PROPERTY}")
-            self.call("mark comment", "PUT", url, body=marker)
-            return
+            try:
+                created = self.call("public comment", "POST", url, body={"body": request_body, "public": True})
+            except PermanentError as exc:
+                if exc.status != 404:
+                    raise
+                # An issue of a JSM project that is no customer request (an agent made it without a request
+                # type): the request endpoints do not know it, and a plain comment is its public one.
+                log.info("%s is not a customer request; its reply is a plain comment", ref)
+            else:
+                comment_id = _json(created, "comment").text("id")
+                url = self.api_url(f"comment/{comment_id}/properties/{KEY_PROPERTY}")
+                self.call("mark comment", "PUT", url, body=marker)
+                return
         body = html_to_wiki(comment.body)
         properties: list[dict[str, Any]] = [{"key": KEY_PROPERTY, "value": marker}]
         if isinstance(comment, InternalNote):

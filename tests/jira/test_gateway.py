@@ -164,6 +164,19 @@ def test_an_unknown_project_is_looked_up_once(site: Site) -> None:
     assert len(site.sent("POST", "/request/SUP-7/comment")) == 2
 
 
+def test_a_reply_on_a_jsm_issue_that_is_no_customer_request_is_a_plain_comment(site: Site) -> None:
+    # An agent made SUP-9 without a request type: the request endpoints answer 404. The reply failed
+    # the delivery after the edit had landed, so nothing was recorded.
+    site.rsps.put(site.api("issue/SUP-9"), status=204)
+    site.rsps.post(site.sd("request/SUP-9/comment"), status=404, json={"errorMessage": "Request not found"})
+    site.rsps.post(site.api("issue/SUP-9/comment"), status=201, json=fixture("rest_api2_comment_added.json"))
+    actions: list[Action] = [AddTags(("escalation_needs_info",)), PublicReply("<p>Which ticket?</p>")]
+    gateway().apply("SUP-9", actions, snapshot=None, key="k:1")
+    assert site.sent("POST", "/issue/SUP-9/comment") == [
+        {"body": "Which ticket\\?", "properties": [{"key": "tierup.key", "value": {"transition": "k:1", "part": 0}}]}
+    ]
+
+
 def test_retry_reads_the_newest_comments_and_posts_only_what_is_missing(site: Site) -> None:
     site.writes("SUP-7", transitions=False)
     site.rsps.get(site.api("issue/SUP-7/comment"), json=fixture("rest_api2_issue_comments_with_properties.json"))
