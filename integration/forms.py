@@ -42,8 +42,11 @@ class FormSourceError(SignatureError):
 def ticket_number(platform: Platform, text: str) -> str | None:
     """The ticket number (Zendesk) or issue key (Jira) a person typed, normalised, or None if it is not one."""
     given = text.strip()
-    match = _JIRA_KEY.fullmatch(given.upper()) if platform is Platform.JIRA else _ZENDESK_NUMBER.fullmatch(given)
-    return match.group(1) if match else None
+    if platform is Platform.JIRA:
+        match = _JIRA_KEY.fullmatch(given.upper())
+        return match.group(1) if match else None
+    match = _ZENDESK_NUMBER.fullmatch(given)
+    return str(int(match.group(1))) if match else None  # "004016" is ticket 4016, stored and read as 4016
 
 
 def email_address(text: str) -> str | None:

@@ -48,6 +48,7 @@ def find_ticket_reference(
                 number = match.group(1) or match.group(2)
                 if match.group(1) and _NOT_A_TICKET.search(text[max(0, match.start() - 24) : match.start()]):
                     continue  # "Order #12345", "Suite #200", "Tel: #5551234"
+                number = str(int(number)) if number else None  # "#004016" is ticket 4016
                 if number and number != exclude:
                     return number
     return None

@@ -100,6 +100,7 @@ def test_a_body_that_is_not_json_is_a_payload_error(body: bytes) -> None:
     [
         (Platform.ZENDESK, " 4016 ", "4016"),
         (Platform.ZENDESK, "#4016", "4016"),
+        (Platform.ZENDESK, "004016", "4016"),  # was stored as 004016: another escalation of the same ticket
         (Platform.ZENDESK, "4016a", None),
         (Platform.ZENDESK, "", None),
         (Platform.ZENDESK, "1" * 13, None),

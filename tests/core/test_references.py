@@ -17,6 +17,7 @@ from integration.references import email_rationale, find_ticket_reference
         ("Escalation", "Request no. 555 and case: 777", "555"),
         ("Urgent!!!", "Nothing works since this morning.", None),
         ("Escalate #12 please", "see ticket 34", "12"),  # the subject wins
+        ("Escalation for ticket #004016", "", "4016"),  # one ticket, one escalation record, however written
         ("Meeting at 10:30", "Call me on 0161 496 0000", None),  # bare numbers are not tickets
         ("Escalate ticket #\u0663\u0664\u0665", "", None),  # Arabic-Indic digits: no ticket is numbered so
         # Numbers that are something else: a rank, a count of days, an order, an invoice, a phone.
