@@ -24,7 +24,7 @@ from integration.forms import (
 from integration.model import Channel, Decision, EscalationRequest, Ignored, Platform, PublicReply, Reason, State
 from integration.policy import load_policy
 from integration.ports import Delivery, PayloadError, SignatureError
-from integration.service import MemoryStore, handle_event
+from integration.service import DryRunGateway, MemoryStore, handle_event
 from tests.channels.fakes import CC, REQUESTER, helpdesk, ticket
 from tests.infra.fakes import T0, request_payload, signed
 
@@ -215,6 +215,19 @@ def test_lr1_the_requester_escalating_by_form_is_authorised_as_the_helpdesk_know
     assert isinstance(cc, EscalationRequest)
     result = handle_event(cc, policy=LEAD_REVIEW, gateway=gateway, store=MemoryStore(), clock=lambda: T0)
     assert isinstance(result, Decision) and (result.state, result.rule) == (State.CANCELLED, "LR1")
+
+
+def test_in_a_dry_run_a_form_request_is_decided_and_its_plan_recorded() -> None:
+    # A dry run has no helpdesk to say who is on the ticket: every form request was ignored as a
+    # stranger's, and the dry run recorded nothing of what the form would do.
+    adapter, _ = helpdesk()
+    dry = DryRunGateway(Platform.ZENDESK)
+    request = FormAwareAdapter(adapter).parse(form_delivery(ticket="5000"))
+    assert isinstance(request, EscalationRequest)
+    store = MemoryStore()
+    result = handle_event(request, policy=SERVICE_DESK, gateway=dry, store=store, clock=lambda: T0)
+    assert isinstance(result, Decision) and result.state is State.ESCALATED
+    assert [ref for ref, _, _ in dry.planned] == ["5000"] and len(store.decisions) == 1
 
 
 def test_someone_not_on_the_ticket_changes_nothing() -> None:
