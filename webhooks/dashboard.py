@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import re
+import secrets
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,10 +29,18 @@ from werkzeug.exceptions import HTTPException
 from integration.codec import action_to_json, escalation_to_json, transition_to_json
 from integration.model import Platform, SetDue, State
 from integration.policy import REASON_LABELS, Policy
-from integration.store import AuditEntry, EscalationQueries, RateLimits, SqlEscalationStore, StoredEscalation
+from integration.store import (
+    AuditEntry,
+    EndedSessions,
+    EscalationQueries,
+    RateLimits,
+    SqlEscalationStore,
+    StoredEscalation,
+)
 from webhooks.app import WebConfig, web_config
 from webhooks.escalate import (
     RATE_WINDOW,
+    SESSION_LIFETIME,
     client_address,
     client_key,
     csrf_ok,
@@ -68,9 +77,12 @@ def _fingerprint(token: str) -> str:
 
 
 def logged_in() -> bool:
-    """Whether this session logged in with the current admin token."""
-    token, flag = _admin_token(), session.get("admin")
-    return bool(token) and isinstance(flag, str) and hmac.compare_digest(flag, _fingerprint(token or ""))
+    """Whether this session logged in with the current admin token and has not logged out since."""
+    token, flag, sid = _admin_token(), session.get("admin"), session.get("sid")
+    if not (token and isinstance(flag, str) and hmac.compare_digest(flag, _fingerprint(token))):
+        return False
+    # The cookie is signed, so a copy of it stays valid to its expiry: logging out is remembered here.
+    return isinstance(sid, str) and not EndedSessions(web_config().inbox.db).ended(sid)
 
 
 def bearer_ok() -> bool:
@@ -172,6 +184,7 @@ def login() -> ResponseReturnValue:
     # A fresh session on login: nothing chosen before it (a planted cookie) carries over.
     session.clear()
     session["admin"] = _fingerprint(token)
+    session["sid"] = secrets.token_urlsafe(24)
     session.permanent = True
     csrf_token()
     log.info("dashboard login from %s", client_address())
@@ -180,8 +193,12 @@ def login() -> ResponseReturnValue:
 
 @blueprint.post("/dashboard/logout")
 def logout() -> ResponseReturnValue:
-    """End the session."""
+    """End the session, here and for any copy of its cookie."""
     if csrf_ok():
+        sid = session.get("sid")
+        if isinstance(sid, str):
+            config = web_config()
+            EndedSessions(config.inbox.db).end(sid, now=config.clock(), lifetime=SESSION_LIFETIME)
         session.clear()
     return redirect(url_for("dashboard.login"))
 

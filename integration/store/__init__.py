@@ -1220,6 +1220,45 @@ class RateLimits:
         return None
 
 
+class EndedSessionRow(Base):
+    """A dashboard session ended by logging out (its id hashed), kept while its cookie could still be valid."""
+
+    __tablename__ = "ended_sessions"
+
+    session: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ended_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_ended_sessions_ended_at", "ended_at"),)
+
+
+class EndedSessions:
+    """Sessions ended on the server: a signed cookie is valid until it expires, so logging out must be remembered.
+
+    Every process and machine on the database sees the same list; an entry is kept as long as
+    the cookie it ends could still be presented (`lifetime`), then forgotten.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def _key(session_id: str) -> str:
+        return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+    def end(self, session_id: str, *, now: datetime, lifetime: timedelta) -> None:
+        """Remember that `session_id` ended now; forget those whose cookies have expired since."""
+        key = self._key(session_id)
+        with self.db.transaction() as session:
+            session.execute(delete(EndedSessionRow).where(EndedSessionRow.ended_at <= now - lifetime))
+            if session.get(EndedSessionRow, key) is None:
+                session.add(EndedSessionRow(session=key, ended_at=now))
+
+    def ended(self, session_id: str) -> bool:
+        """Whether `session_id` was ended by logging out."""
+        with self.db.transaction() as session:
+            return session.get(EndedSessionRow, self._key(session_id)) is not None
+
+
 class WebSecrets:
     """Named secrets generated on first use and stored, so every web process signs alike."""
 

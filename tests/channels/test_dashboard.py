@@ -96,6 +96,24 @@ def test_login_logout_and_back_where_you_were(client: FlaskClient) -> None:
     assert client.get("/dashboard").status_code == 302
 
 
+def test_a_copy_of_the_cookie_is_worth_nothing_after_logging_out(client: FlaskClient, runtime: Runtime) -> None:
+    # The cookie is signed, not stored: logging out only made this browser forget it, and a copy
+    # (another tab's, a proxy's log) stayed logged in for its twelve hours.
+    login(client)
+    dashboard = client.get("/dashboard")
+    cookie = client.get_cookie("tierup_session")
+    assert cookie is not None
+    copied = runtime.create_app().test_client()
+    copied.set_cookie("tierup_session", cookie.value)
+    assert copied.get("/dashboard").status_code == 200
+
+    assert client.post("/dashboard/logout", data={"csrf_token": csrf_of(dashboard)}).status_code == 302
+    assert copied.get("/dashboard").status_code == 302
+    assert copied.get("/api/escalations").status_code == 401
+    login(client)  # a new login is a new session
+    assert client.get("/dashboard").status_code == 200
+
+
 OFF_SITE = [
     "//evil.example/x", "https://evil.example/", "/\\evil.example",
     "/\t/evil.example", "/\n/evil.example", " //evil.example", "/dashboard\r\nSet-Cookie: x=1", "/escalate",
