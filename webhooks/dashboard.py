@@ -14,8 +14,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,7 +58,8 @@ log = logging.getLogger("tierup.webhooks.dashboard")
 LISTED_STATES = (State.ESCALATED, State.CONFIRMED, State.RECLASSIFIED, State.LEVEL_2, State.NEEDS_INFO, State.DEFERRED)
 LOGIN_LIMIT = 30  # login attempts per client IP per hour: a guessed token needs far more
 RATIONALE_SHOWN = 140
-LIST_LIMIT = 500
+LIST_LIMIT = 500  # escalations per page (the dashboard's one page; the API's largest)
+MAX_OFFSET = 10_000_000
 
 
 # --- who may look -----------------------------------------------------------------------------
@@ -323,11 +323,10 @@ def _reason(reason: Any) -> str:
     return label[:1].upper() + label[1:]
 
 
-def _summary(rows: Iterable[Row]) -> list[tuple[str, int, int]]:
-    """(state, level, how many) in the workflow's order."""
-    counts = Counter((r.state, r.level) for r in rows)
-    order = {s.value: i for i, s in enumerate(LISTED_STATES)}
-    return sorted(((s, lv, n) for (s, lv), n in counts.items()), key=lambda t: (order.get(t[0], 99), t[1]))
+def _summary(counts: Mapping[tuple[State, int], int]) -> list[tuple[str, int, int]]:
+    """(state, level, how many) in the workflow's order: every escalation the filters match, listed or not."""
+    order = {s: i for i, s in enumerate(LISTED_STATES)}
+    return [(s.value, lv, n) for (s, lv), n in sorted(counts.items(), key=lambda t: (order.get(t[0][0], 99), t[0][1]))]
 
 
 _LINE_BREAK = re.compile(r"<br\s*/?>|</p>", re.IGNORECASE)
@@ -359,15 +358,15 @@ def overview() -> ResponseReturnValue:
     filters = _filters(request.args, strict=False)
     zone = display_zone(policy)
     now = config.clock()
-    found = EscalationQueries(config.inbox.db).find(
-        filters.states, platform=filters.platform, group=filters.group, limit=LIST_LIMIT
-    )
+    queries = EscalationQueries(config.inbox.db)
+    found = queries.find(filters.states, platform=filters.platform, group=filters.group, limit=LIST_LIMIT)
+    counts = queries.counts(filters.states, platform=filters.platform, group=filters.group)
     rows = [_row(f, zone, now) for f in found]
-    groups = sorted({*policy.all_groups(), *EscalationQueries(config.inbox.db).groups()})
+    groups = sorted({*policy.all_groups(), *queries.groups()})
     return page(
-        "dashboard.html", rows=rows, summary=_summary(rows), filters=filters, groups=groups,
-        platforms=[p.value for p in Platform], states=[s.value for s in LISTED_STATES], zone=zone.key,
-        now=local_time(now, zone), limit=LIST_LIMIT,
+        "dashboard.html", rows=rows, summary=_summary(counts), total=sum(counts.values()), filters=filters,
+        groups=groups, platforms=[p.value for p in Platform], states=[s.value for s in LISTED_STATES],
+        zone=zone.key, now=local_time(now, zone),
     )  # fmt: skip
 
 
@@ -424,17 +423,40 @@ def _item(found: StoredEscalation, now: datetime) -> dict[str, Any]:
 
 @api.get("/api/escalations")
 def escalations() -> ResponseReturnValue:
-    """Open escalations as JSON (filters: platform, group, state)."""
+    """Open escalations as JSON (filters: platform, group, state), a page at a time (offset, limit).
+
+    `total` is how many match; `count` how many this page holds; `next` the URL of the next page, or null.
+    """
     config, _, _ = _config()
     try:
         filters = _filters(request.args, strict=True)
+        offset = _whole(request.args, "offset", 0, MAX_OFFSET)
+        limit = _whole(request.args, "limit", LIST_LIMIT, LIST_LIMIT, low=1)
     except _BadFilter as exc:
         return jsonify(error="bad_filter", detail=str(exc)), 400
     now = config.clock()
-    found = EscalationQueries(config.inbox.db).find(
-        filters.states, platform=filters.platform, group=filters.group, limit=LIST_LIMIT
-    )
-    return _json_no_store({"count": len(found), "escalations": [_item(f, now) for f in found]})
+    queries = EscalationQueries(config.inbox.db)
+    found = queries.find(filters.states, platform=filters.platform, group=filters.group, limit=limit, offset=offset)
+    total = sum(queries.counts(filters.states, platform=filters.platform, group=filters.group).values())
+    following = offset + len(found)
+    next_url = None
+    if found and following < total:
+        query: dict[str, Any] = {**request.args.to_dict(), "offset": str(following), "limit": str(limit)}
+        next_url = url_for("api.escalations", **query)
+    return _json_no_store(
+        {"total": total, "count": len(found), "offset": offset, "next": next_url,
+         "escalations": [_item(f, now) for f in found]}
+    )  # fmt: skip
+
+
+def _whole(args: Any, name: str, default: int, high: int, *, low: int = 0) -> int:
+    """A whole-number query parameter between `low` and `high`; _BadFilter otherwise."""
+    raw = (args.get(name) or "").strip()
+    if not raw:
+        return default
+    if not (raw.isdigit() and raw.isascii() and len(raw) <= 9 and low <= int(raw) <= high):
+        raise _BadFilter(f"{name}: a whole number from {low} to {high}, got {raw[:20]!r}")
+    return int(raw)
 
 
 @api.get("/api/escalations/<int:escalation_id>")

@@ -1306,11 +1306,12 @@ class EscalationQueries:
         platform: Platform | None = None,
         group: str | None = None,
         limit: int = 200,
+        offset: int = 0,
     ) -> list[StoredEscalation]:
         """Escalations in `states` (optionally of one platform and group), the soonest first-contact due first."""
         query = (
             select(EscalationRow)
-            .where(EscalationRow.state.in_([s.value for s in states]))
+            .where(*self._where(states, platform, group))
             .order_by(
                 EscalationRow.first_contact_due.is_(None),
                 EscalationRow.first_contact_due,
@@ -1318,13 +1319,31 @@ class EscalationQueries:
                 EscalationRow.id.desc(),
             )
             .limit(limit)
+            .offset(offset)
         )
-        if platform is not None:
-            query = query.where(EscalationRow.platform == platform.value)
-        if group is not None:
-            query = query.where(EscalationRow.group_name == group)
         with self.db.transaction() as session:
             return [_stored_escalation(r) for r in session.scalars(query)]
+
+    def counts(
+        self, states: Iterable[State], *, platform: Platform | None = None, group: str | None = None
+    ) -> dict[tuple[State, int], int]:
+        """How many escalations `find` would list without a limit, by state and level."""
+        query = (
+            select(EscalationRow.state, EscalationRow.level, func.count())
+            .where(*self._where(states, platform, group))
+            .group_by(EscalationRow.state, EscalationRow.level)
+        )
+        with self.db.transaction() as session:
+            return {(State(state), int(level)): int(n) for state, level, n in session.execute(query)}
+
+    @staticmethod
+    def _where(states: Iterable[State], platform: Platform | None, group: str | None) -> list[Any]:
+        where: list[Any] = [EscalationRow.state.in_([s.value for s in states])]
+        if platform is not None:
+            where.append(EscalationRow.platform == platform.value)
+        if group is not None:
+            where.append(EscalationRow.group_name == group)
+        return where
 
     def get(self, id: int) -> StoredEscalation | None:
         """One escalation by row id, or None."""

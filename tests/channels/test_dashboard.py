@@ -18,6 +18,7 @@ from tests.channels.conftest import ADMIN_TOKEN, MakeRuntime, csrf_of, login, su
 from tests.channels.fakes import KnownTickets, ticket
 from tests.core.builders import command, request
 from tests.infra.fakes import T0, Clock, SignedAdapter
+from webhooks import dashboard
 from webhooks.dashboard import LISTED_STATES, span
 
 XSS = "<script>alert(1)</script>"
@@ -345,6 +346,34 @@ def test_the_api_gives_one_escalation_with_its_history(client: FlaskClient, runt
 def test_the_api_refuses_unknown_filters(client: FlaskClient, query: str) -> None:
     response = client.get(f"/api/escalations?{query}", headers=BEARER)
     assert response.status_code == 400 and response.get_json()["error"] == "bad_filter"
+
+
+def test_more_escalations_than_a_page_shows_are_counted_and_paged(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With more than a page of open escalations, the summary counted the listed ones only, and the API
+    # stopped at its limit with nothing to say so.
+    monkeypatch.setattr(dashboard, "LIST_LIMIT", 3)
+    for n in range(7):
+        escalate(runtime, str(4016 + n))
+    login(client)
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert len(rows(html)) == 3
+    assert "Escalations (7, the first 3)" in text_of(html)
+    assert "escalated</span> level 1: <strong>7</strong>" in html
+
+    seen: list[str] = []
+    url: str | None = "/api/escalations?state=escalated"
+    pages = []
+    while url:
+        answer = client.get(url, headers=BEARER).get_json()
+        pages.append((answer["total"], answer["count"], answer["offset"]))
+        seen += [e["ticket_ref"] for e in answer["escalations"]]
+        url = answer["next"]
+    assert pages == [(7, 3, 0), (7, 3, 3), (7, 1, 6)]
+    assert sorted(seen) == [str(4016 + n) for n in range(7)]
+    for bad in ("offset=-1", "offset=x", "limit=0", "limit=4", "offset=99999999999"):
+        assert client.get(f"/api/escalations?{bad}", headers=BEARER).status_code == 400
 
 
 def test_the_page_ignores_a_group_no_group_is_named(client: FlaskClient, runtime: Runtime) -> None:
