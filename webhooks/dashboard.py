@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, current_app, jsonify, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from integration.codec import action_to_json, escalation_to_json, transition_to_json
@@ -48,6 +49,7 @@ from webhooks.escalate import (
     page,
     retry_after,
     sessions_ready,
+    storage_unavailable,
 )
 
 blueprint = Blueprint("dashboard", __name__, template_folder="templates")
@@ -397,6 +399,9 @@ def details(escalation_id: int) -> ResponseReturnValue:
 @blueprint.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> ResponseReturnValue:
     return message_page(exc.code or 500, exc.name, exc.description or exc.name)
+
+
+blueprint.register_error_handler(SQLAlchemyError, storage_unavailable)
 
 
 @blueprint.after_request

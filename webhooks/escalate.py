@@ -388,6 +388,17 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
     return message_page(exc.code or 500, exc.name, exc.description or exc.name)
 
 
+def storage_unavailable(exc: SQLAlchemyError) -> Response:
+    """The pages' 503 when the database does not answer: a page a person can act on, not the receivers' JSON."""
+    log.error("storage unavailable: %s", type(exc).__name__)
+    return message_page(503, "Temporarily unavailable",
+                        "We could not take this just now. Nothing was stored: please go back and send it again in a "
+                        "minute.", headers={"Retry-After": "30"})  # fmt: skip
+
+
+blueprint.register_error_handler(SQLAlchemyError, storage_unavailable)
+
+
 @blueprint.after_request
 def _headers(response: Response) -> Response:
     response.headers.setdefault("Cache-Control", "no-store")

@@ -8,12 +8,13 @@ from html.parser import HTMLParser
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy.exc import OperationalError
 
 from integration.cli.ops import Runtime
 from integration.forms import FORM_KIND, FORM_SOURCE_HEADER, MAX_RATIONALE
 from integration.model import Platform, State
-from integration.store import DeliveryStatus
-from tests.channels.conftest import MakeRuntime, csrf_of, form_fields, submit
+from integration.store import DeliveryStatus, EscalationQueries, RateLimits
+from tests.channels.conftest import MakeRuntime, csrf_of, form_fields, login, submit
 from tests.channels.fakes import CC, KnownTickets
 from tests.infra.fakes import SignedAdapter, request_payload, signed
 from webhooks.app import ChannelSettings, WebConfig
@@ -314,6 +315,23 @@ def test_another_request_sent_from_the_same_page_is_not_taken_for_a_resend(
     rows = runtime.inbox.recent()
     assert sorted(r.ticket_ref or "" for r in rows) == ["4016", "5120"]
     assert all(r.delivery_id.startswith(submission.group(1) + ":") for r in rows)  # the page's id, traced
+
+
+def test_with_the_database_down_a_person_gets_a_page_not_json(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The receivers' JSON 503 ({"error": "unavailable"}) was what a person sending the form saw.
+    def down(*args: object, **kwargs: object) -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    login(client)
+    monkeypatch.setattr(RateLimits, "acquire", down)
+    response = submit(client)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert response.mimetype == "text/html" and "Nothing was stored" in response.get_data(as_text=True)
+    monkeypatch.setattr(EscalationQueries, "find", down)
+    page = client.get("/dashboard")
+    assert page.status_code == 503 and page.mimetype == "text/html"
 
 
 # --- HTML is inert ---------------------------------------------------------------------------------
