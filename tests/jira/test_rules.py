@@ -91,8 +91,9 @@ LR5_NOTE = (
 )
 
 
-def escalate_lead_review(run: Run, site: Site) -> None:
-    run.deliver("issue_updated__request_label_added.json", "wh-req")
+def escalate_lead_review(run: Run, site: Site, **fields: Any) -> None:
+    """The request delivered (with some of the issue's fields changed), then the calls it made forgotten."""
+    run.deliver(request_payload(**fields) if fields else "issue_updated__request_label_added.json", "wh-req")
     reset(site)
 
 
@@ -232,8 +233,7 @@ def test_lr3_no_rationale_asks_for_it_then_the_answer_escalates(site: Site) -> N
 def test_lr3_answer_in_the_rationale_field_escalates_without_a_read(site: Site) -> None:
     ready(site)
     run = Run("lead-review")
-    run.deliver(request_payload(customfield_10101=None), "wh-req")
-    reset(site)
+    escalate_lead_review(run, site, customfield_10101=None)
     decision = run.deliver("issue_updated__rationale_field_changed.json", "wh-field")
     assert (decision.rule, decision.state) == ("LR5", State.ESCALATED)
     assert site.sent("PUT", f"/issue/{KEY}")[0]["update"] == {
@@ -293,8 +293,7 @@ def test_lr6_an_issue_that_had_no_lead_group_goes_back_to_none(site: Site) -> No
     # the issue while the record said it had none.
     ready(site)
     run = Run("lead-review")
-    run.deliver(request_payload(customfield_10105=None), "wh-req")
-    reset(site)
+    escalate_lead_review(run, site, customfield_10105=None)
     decision = run.deliver("issue_updated__cancel_label_added_with_comment.json", "wh-cancel")
 
     assert (decision.rule, decision.state, decision.escalation.group) == ("LR6", State.CANCELLED, None)
