@@ -129,8 +129,13 @@ def handle_event(
         ref = event.ticket_ref
         escalation = store.load(event.platform, ref) if ref else None
     snapshot = gateway.snapshot(ref, event.ticket) if ref else None
-    dry = isinstance(gateway, DryRunGateway) and snapshot is not None and snapshot.requester is None
-    if dry and isinstance(event, EscalationRequest) and event.channel in _CHECKED_CHANNELS and snapshot is not None:
+    if (
+        isinstance(gateway, DryRunGateway)
+        and isinstance(event, EscalationRequest)
+        and event.channel in _CHECKED_CHANNELS
+        and snapshot is not None
+        and snapshot.requester is None
+    ):
         # Without the helpdesk nobody can say who is on the ticket: decided as if the sender were, so the
         # dry run records what the request would do (the live service checks it).
         log.info("dry run: who is on ticket %s is unknown; deciding as if the sender were", ref)

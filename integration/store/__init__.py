@@ -598,9 +598,13 @@ def _ticket_locks(rows: Sequence[Mapping[str, Any]]) -> list[int]:
     keys = set()
     for values in rows:
         if values["ticket_ref"] is not None:
-            name = f"tierup:{values['platform']}:{values['ticket_ref']}".encode()
-            keys.add(int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True))
+            keys.add(advisory_key(f"tierup:{values['platform']}:{values['ticket_ref']}"))
     return sorted(keys)
+
+
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed 64-bit bigint) for `name`."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
 class _Reconnect(Exception):
@@ -1202,7 +1206,7 @@ class RateLimits:
                 # Count and add as one step per bucket: under READ COMMITTED, parallel attempts all counted
                 # the same rows and all got in (40 at once against a limit of 5 let 12 through). Sorted: no
                 # deadlock. SQLite's write transactions already run one at a time.
-                locks = [int(b[:16], 16) - (1 << 64 if int(b[:16], 16) >= 1 << 63 else 0) for b in buckets]
+                locks = sorted(advisory_key(f"tierup:rate:{b}") for b in buckets)
                 session.execute(
                     text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"),
                     {"keys": locks},
