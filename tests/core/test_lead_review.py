@@ -28,7 +28,7 @@ from integration.model import (
     State,
     TicketStatus,
 )
-from integration.policy import Policy, decide, load_policy
+from integration.policy import Authorisation, Policy, decide, load_policy
 from tests.core.builders import CHAMPION, NOW, STRANGER, command, request, ticket
 
 GLOBAL = "Technical Support Team Leaders"
@@ -102,6 +102,31 @@ def test_lr3_a_reason_a_follow_up_mentions_never_replaces_the_one_given(policy: 
 def test_lr1_authorised_by_role_or_tag(policy: Policy) -> None:
     employee = Person(id="7", tags=frozenset({"club_employee"}))
     assert decide(policy, None, request(requested_by=employee), NOW).state is State.ESCALATED
+
+
+def test_lr1_authorised_by_organisation_or_allow_listed_address(policy: Policy) -> None:
+    # PROCEDURES: "user tag, role, organisation, or allow-list"; any one match authorises.
+    listed = replace(policy, authorisation=Authorisation(organisations=frozenset({"club warszawa"}),
+                                                         emails=frozenset({"ops@club.example"})))  # fmt: skip
+    by_org = Person(id="8", organisation="Club Warszawa")
+    by_address = Person(id="9", email="OPS@club.example")
+    for person in (by_org, by_address):
+        assert decide(listed, None, request(requested_by=person), NOW).state is State.ESCALATED
+    assert decide(listed, None, request(requested_by=STRANGER), NOW).state is State.CANCELLED
+
+
+def test_lr1_an_unauthorised_request_leaves_a_deferred_one_as_it_is(policy: Policy) -> None:
+    deferred = decide(policy, None, request(), NOW).escalation
+    deferred = replace(deferred, state=State.DEFERRED)
+    d = decide(policy, deferred, request(requested_by=STRANGER, delivery_id="d-2"), NOW + timedelta(minutes=5))
+    assert (d.state, d.rule) == (State.DEFERRED, "LR1")
+    assert [type(a) for a in d.actions] == [InternalNote]
+
+
+def test_lr5_a_ticket_with_no_priority_is_raised_to_high(policy: Policy) -> None:
+    # A new Zendesk ticket has no priority: "raise to at least high" must set it.
+    d = decide(policy, None, request(ticket=ticket(priority=None)), NOW)
+    assert only(d, SetPriority) == [SetPriority(Priority.HIGH)]
 
 
 @pytest.mark.parametrize(
