@@ -152,6 +152,16 @@ def test_status_into_the_done_category_resolves() -> None:
     assert event.ticket is not None and event.ticket.status is TicketStatus.SOLVED
 
 
+def test_sd9_a_status_change_outside_the_done_category_resolves_nothing() -> None:
+    moved = fixture("issue_updated__resolved.json")
+    moved["issue"]["fields"]["status"].update(name="In Progress", id="3")
+    moved["issue"]["fields"]["status"]["statusCategory"].update(key="indeterminate", name="In Progress", id=4)
+    moved["changelog"]["items"] = [i for i in moved["changelog"]["items"] if i["field"] == "status"]
+    moved["changelog"]["items"][0].update(to="3", toString="In Progress")
+    event = parse(moved)
+    assert not (isinstance(event, ReviewCommand) and event.command is Command.RESOLVE)
+
+
 def test_rationale_field_changed_is_a_follow_up() -> None:
     event = parse("issue_updated__rationale_field_changed.json")
     assert isinstance(event, EscalationRequest) and event.follow_up

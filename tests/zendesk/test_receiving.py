@@ -93,6 +93,7 @@ def test_a_timestamp_within_the_tolerance_passes() -> None:
 
 def test_a_rotated_secret_still_verifies() -> None:
     # During rotation both secrets are configured: the newest first, the old one still accepted.
+    verify_signature(signed(BODY, secret="new-secret"), BODY, ["new-secret", "old-secret"], NOW)
     verify_signature(signed(BODY, secret="old-secret"), BODY, ["new-secret", "old-secret"], NOW)
     with pytest.raises(ZendeskSignatureError):
         verify_signature(signed(BODY, secret="retired-secret"), BODY, ["new-secret", "old-secret"], NOW)
