@@ -90,6 +90,21 @@ def test_an_error_for_one_item_reaches_its_caller_alone() -> None:
     assert outcomes == [0, 10, 20, refused, 40]
 
 
+def test_a_write_that_fails_for_a_batch_fails_every_caller_in_it() -> None:
+    # Not only the first: the others would get None back, stored as nothing, and answer 202 for it.
+    class Down(BlockingWrite):
+        def __call__(self, items: list[int]) -> Sequence[int | BaseException]:
+            super().__call__(items)
+            if len(self.batches) == 2:
+                raise ConnectionError("database is down")
+            return [n * 10 for n in items]
+
+    write = Down()
+    outcomes = call_together(GroupCommit(write), write, range(4))
+    assert outcomes[0] == 0
+    assert [type(o) for o in outcomes[1:]] == [ConnectionError] * 3
+
+
 def test_a_failed_write_fails_its_batch_and_the_next_write_goes_on() -> None:
     def write(items: list[int]) -> list[int]:
         if 13 in items:

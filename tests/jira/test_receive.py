@@ -104,9 +104,21 @@ def test_url_token_is_accepted_when_configured(client: FlaskClient) -> None:
     b"{not json", b'{"webhookEvent": "jira:issue_updated", "issue": "SUP-7"}', b"[]",
     # Valid JSON, signed, but a lone surrogate no database can store: 400, not a 500.
     b'{"webhookEvent": "jira:issue_updated", "timestamp": 1773136800000, "issue": {"key": "SUP-\\ud800"}}',
+    # A key with a control character in it is no issue key (it would reach logs and the database as is).
+    b'{"webhookEvent": "jira:issue_updated", "timestamp": 1773136800000, "issue": {"key": "SUP-7\\u0007"}}',
 ])  # fmt: skip
 def test_malformed_bodies_are_400(client: FlaskClient, body: bytes) -> None:
     assert post(client, body).status_code == 400
+
+
+@pytest.mark.parametrize("given", ["x" * 201, "dc\tid-1"], ids=["over 200 characters", "a control character"])
+def test_a_delivery_id_no_column_should_hold_is_replaced_by_a_hash(
+    client: FlaskClient, runtime: Runtime, given: str
+) -> None:
+    response = post(client, raw("issue_updated__request_label_added.json"), delivery_id=given)
+    assert response.status_code == 202
+    stored = runtime.inbox.get(response.json["id"])
+    assert stored is not None and stored.delivery_id.startswith("sha256:") and len(stored.delivery_id) == 71
 
 
 def test_events_we_do_not_handle_are_200_and_not_stored(client: FlaskClient, runtime: Runtime) -> None:
