@@ -16,7 +16,7 @@ from integration.model import SYSTEM, AddTags, AssignGroup, Decision, Platform, 
 from integration.ports import Conflict, Delivery, PermanentError, TransientError
 from integration.processing import Outcome, RetryPolicy
 from integration.queue import HueyTicketLocks
-from integration.store import DeliveryStatus, StoredDelivery
+from integration.store import DatabaseUnavailable, DeliveryStatus, StoredDelivery
 from tests.infra.conftest import MakeRuntime, post, running_consumer, settled, wait_until
 from tests.infra.fakes import T0, Clock, SignedAdapter, command_payload, request_payload
 
@@ -110,6 +110,27 @@ def test_transient_error_is_retried_after_the_servers_retry_after(
     assert stored(runtime).status is DeliveryStatus.PROCESSED
     assert [retry for _, _, retry in adapter.scripted.calls] == [False, True]  # the gateway checks before re-applying
     assert len(adapter.scripted.planned) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        DatabaseUnavailable("UPDATE deliveries", {}, Exception("database is locked")),
+        TransientError("503 while sending Authorization: Bearer sk-live-123456"),
+    ],
+    ids=["the database away", "a credential in the error"],
+)
+def test_a_retry_is_scheduled_with_its_reason_and_never_a_credential(
+    client: FlaskClient, runtime: Runtime, adapter: SignedAdapter, failure: Exception
+) -> None:
+    # A database outage is worth another go, like a 503 (not a failed delivery); and what the inbox keeps
+    # of the error, shown by `tierup inbox`, never holds a credential the error text carried.
+    adapter.scripted.failures = [failure]
+    post(client, request_payload(), delivery_id="zd-retry")
+    runtime.tasks.run_pending()
+    row = stored(runtime)
+    assert row.status is DeliveryStatus.RETRYING and row.last_error is not None
+    assert "sk-live-123456" not in row.last_error and type(failure).__name__ in row.last_error
 
 
 def test_backoff_grows_without_retry_after(
