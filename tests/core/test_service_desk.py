@@ -100,6 +100,14 @@ def test_sd1_breached_sla_escalates_at_once(policy: Policy) -> None:
     assert decide(policy, None, request(reason=Reason.SLA_VIOLATION, ticket=snap), NOW).state is State.ESCALATED
 
 
+def test_sd1_one_target_breached_is_not_within_sla_whatever_the_others_say(policy: Policy) -> None:
+    # "Within SLA" means no target is breached: a pending reply target does not defer a breached one.
+    snap = ticket(slas=(sla("Next reply time", breach_at=NOW + timedelta(hours=3)),
+                        sla(breach_at=NOW - timedelta(minutes=5), breached=True)))  # fmt: skip
+    d = decide(policy, None, request(reason=Reason.SLA_VIOLATION, ticket=snap), NOW)
+    assert d.state is State.ESCALATED
+
+
 def test_sd2_misclassified_priority_is_reclassified(policy: Policy) -> None:
     r = request(reason=Reason.PRIORITY_MISCLASSIFIED, requested_priority=Priority.HIGH)
     d = decide(policy, None, r, NOW)
@@ -227,6 +235,14 @@ def test_sd11_not_happy_after_the_ticket_was_solved(policy: Policy) -> None:
     resolved = decide(policy, escalated, command(Command.RESOLVE, escalated), NOW).escalation
     d = decide(policy, resolved, command(Command.NOT_HAPPY, resolved, actor=STRANGER), NOW + timedelta(days=1))
     assert d.state is State.LEVEL_2 and d.escalation.group == HEAD
+
+
+def test_sd11_a_new_request_after_the_ticket_was_solved_goes_one_level_up(policy: Policy) -> None:
+    # Not only the NOT_HAPPY command: the requester escalating the solved ticket again is unhappy with it.
+    escalated = decide(policy, None, request(), NOW).escalation
+    resolved = decide(policy, escalated, command(Command.RESOLVE, escalated), NOW).escalation
+    d = decide(policy, resolved, request(delivery_id="d-again"), NOW + timedelta(days=1))
+    assert (d.state, d.rule, d.escalation.group) == (State.LEVEL_2, "SD11", HEAD)
 
 
 def test_sh3_sla_breach_tags_and_escalates(policy: Policy) -> None:
