@@ -187,7 +187,7 @@ def test_an_env_file_that_cannot_be_written_is_one_line(
     assert "run the command again" in err
 
 
-def test_second_run_changes_nothing(here: Path, jira: Jira, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sh2_a_second_run_changes_nothing(here: Path, jira: Jira, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["install", "jira"]) == 0
     before = (here / ".env").read_text()
     jira.rsps.calls.reset()

@@ -134,7 +134,7 @@ def test_oversized_bodies_are_413(client: FlaskClient) -> None:
     assert post(client, body).status_code == 413
 
 
-def test_accepted_delivery_is_processed_by_the_worker_against_jira(
+def test_sh1_the_request_label_s_delivery_is_processed_by_the_worker_against_jira(
     client: FlaskClient, runtime: Runtime, site: Site
 ) -> None:
     site.writes("SUP-7")

@@ -47,7 +47,7 @@ def post(client: FlaskClient, payload: object, invocation: str = "01HQE2E0000000
     return response.status_code
 
 
-def test_a_trigger_travels_to_one_put(client: FlaskClient, runtime: Runtime, api: FakeZendesk) -> None:
+def test_sh1_the_macro_s_trigger_travels_to_one_put(client: FlaskClient, runtime: Runtime, api: FakeZendesk) -> None:
     api.show()
     assert post(client, fixture("trigger_escalation_requested.json")) == 202
     assert len(api.mock.calls) == 0  # the receiver only verifies and stores

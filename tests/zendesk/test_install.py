@@ -253,7 +253,7 @@ def test_first_run_creates_everything_and_stores_the_ids(account: FakeAccount, t
     assert report.lines()[-1].endswith("changes made")
 
 
-def test_a_second_run_changes_nothing(account: FakeAccount, tmp_path: Path) -> None:
+def test_sh2_a_second_run_changes_nothing(account: FakeAccount, tmp_path: Path) -> None:
     env_path = tmp_path / ".env"
     installer(env_path).install(PUBLIC_URL)
     before = env_path.read_text()
