@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import requests
 import responses
+from jira.exceptions import JIRAError
 
-from adapters.jira.gateway import JiraGateway, retry_after_seconds
+from adapters.jira.gateway import JiraGateway, gateway_error, retry_after_seconds
 from adapters.jira.parse import ProjectTypes
 from adapters.jira.settings import Deployment, JiraSettings
 from integration.model import (
@@ -582,3 +583,10 @@ def test_any_base_url_works_including_loopback() -> None:
 
 def test_dc_site_fixture_is_data_center() -> None:
     assert fixture("rest_api2_serverinfo_dc.json")["baseUrl"] == DC_SITE
+
+
+def test_a_jira_error_without_a_status_is_retried() -> None:
+    # The library raises JIRAError with no status for an answer it could not read (a proxy's page cut
+    # off): that is the network's, not a refusal (and `None >= 500` would be a TypeError).
+    assert isinstance(gateway_error(JIRAError("no answer", status_code=None), "edit issue", NOW), TransientError)
+    assert isinstance(gateway_error(JIRAError("bad", status_code=400), "edit issue", NOW), PermanentError)
