@@ -219,6 +219,13 @@ def test_the_reason_tag_answers_when_the_field_placeholder_is_empty() -> None:
     assert isinstance(event, EscalationRequest) and event.reason is Reason.WRONG_RESOLUTION
 
 
+def test_sd2_the_priority_tag_answers_when_the_field_placeholder_is_empty() -> None:
+    tags = "escalation_requested gym tierup_reason_wrong_resolution tierup_priority_high"
+    body = changed(fixture("trigger_escalation_requested.json"), ticket__tags=tags)
+    event = parse(delivery(body), context())
+    assert isinstance(event, EscalationRequest) and event.requested_priority is Priority.HIGH
+
+
 def test_parse_review_commands() -> None:
     cancel = parse(delivery(fixture("trigger_cancel.json")), context())
     assert isinstance(cancel, ReviewCommand) and cancel.command is Command.CANCEL
@@ -327,9 +334,20 @@ def test_an_event_webhook_request_reads_its_fields_once_for_parser_and_service(a
     # The event carries tags only; the rationale and contact come from the ticket's custom fields.
     assert event.rationale == "Members cannot check in: <b>we lose</b> revenue every hour"
     assert event.reason is Reason.WRONG_RESOLUTION and event.requested_by.tags == frozenset({"pg_champion"})
+    assert (event.preferred_contact, event.requested_priority) == ("phone +48 555 0100", None)  # SD4
     d = handle_event(event, policy=adapter_policy(), gateway=adapter.gateway, store=MemoryStore(), clock=lambda: NOW)
     assert isinstance(d, Decision) and d.state is State.ESCALATED
     assert (api.reads, api.writes) == (1, 1)  # the parser's read is the service's snapshot
+
+
+def test_sd2_an_event_webhook_request_reads_the_requested_priority_field(api: FakeZendesk) -> None:
+    adapter = build_adapter(env(), load_policy("service-desk"))
+    assert adapter is not None
+    shown = fixture("api_ticket_show_with_sideloads.json")
+    shown["ticket"]["custom_fields"][3]["value"] = "tierup_priority_high"
+    api.show(data=shown)
+    event = adapter.parse(delivery(fixture("event_ticket_tags_changed__escalation_requested.json")))
+    assert isinstance(event, EscalationRequest) and event.requested_priority is Priority.HIGH
 
 
 def adapter_policy() -> Any:
