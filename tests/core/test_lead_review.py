@@ -292,3 +292,21 @@ def test_sh4_contact_kept_means_no_level_up(policy: Policy) -> None:
     late = NOW + timedelta(days=10)
     d = decide(policy, contacted, command(Command.DEADLINE_MISSED, contacted, received_at=late), late)
     assert d.state is State.ESCALATED and d.actions == ()
+
+
+@pytest.mark.parametrize(
+    ("region", "start", "due"),
+    [
+        # Tue 10 Nov 2026 16:00 Warsaw; Wed 11 Nov is Independence Day (PL): Thu, then Fri 16:00.
+        (None, datetime(2026, 11, 10, 15, 0, tzinfo=UTC), datetime(2026, 11, 13, 15, 0, tzinfo=UTC)),
+        # Fri 2 Oct 2026 16:00 Sydney; Mon 5 Oct is Labour Day in NSW (not Australia-wide): Wed 16:00 AEDT.
+        ("AU", datetime(2026, 10, 2, 6, 0, tzinfo=UTC), datetime(2026, 10, 7, 5, 0, tzinfo=UTC)),
+        # Fri 13 Mar 2026 09:00 Auckland (NZDT, UTC+13), still 07:00 in Sydney: two whole days, Mon 17:00 Auckland.
+        ("NZ", datetime(2026, 3, 12, 20, 0, tzinfo=UTC), datetime(2026, 3, 16, 4, 0, tzinfo=UTC)),
+    ],
+    ids=["PL holiday", "NSW Labour Day", "Auckland hours"],
+)
+def test_lr7_each_region_s_calendar_keeps_its_own_holidays_and_hours(
+    policy: Policy, region: str | None, start: datetime, due: datetime
+) -> None:
+    assert policy.calendar_for(region).add_business_time(start, policy.first_contact_within) == due

@@ -279,3 +279,10 @@ def test_sh4_confirm_counts_as_contact(policy: Policy) -> None:
     late = DUE + timedelta(hours=5)
     d = decide(policy, confirmed, command(Command.DEADLINE_MISSED, confirmed, received_at=late), late)
     assert d.state is State.CONFIRMED and d.actions == ()
+
+
+def test_sd10_an_english_bank_holiday_is_not_a_business_hour(policy: Policy) -> None:
+    # Fri 1 May 2026 17:00 London: half an hour left; Mon 4 May is the Early May bank holiday.
+    start = datetime(2026, 5, 1, 16, 0, tzinfo=UTC)
+    due = policy.calendar_for(None).add_business_time(start, policy.first_contact_within)
+    assert due == datetime(2026, 5, 5, 8, 0, tzinfo=UTC)  # Tue 09:00 BST
