@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from integration.forms import (
 )
 from integration.model import Channel, Decision, EscalationRequest, Ignored, Platform, PublicReply, Reason, State
 from integration.policy import load_policy
-from integration.ports import Delivery, PayloadError, SignatureError
+from integration.ports import Delivery, PayloadError, PermanentError, SignatureError
 from integration.service import DryRunGateway, MemoryStore, handle_event
 from tests.channels.fakes import CC, REQUESTER, helpdesk, ticket
 from tests.infra.fakes import T0, request_payload, signed
@@ -272,6 +273,25 @@ def test_sd8_a_stranger_s_form_for_a_ticket_not_made_yet_is_never_merged_into_it
     assert esc.requested_by is not None and esc.requested_by.email == REQUESTER.email
     [(_ref, actions, _key)] = gateway.planned
     assert not any("900 555" in getattr(a, "body", "") or "IBAN" in getattr(a, "body", "") for a in actions)
+
+
+def test_an_email_escalation_stands_when_its_own_request_ticket_cannot_be_answered() -> None:
+    # The named ticket is escalated first; the request ticket's link and reply come after. Zendesk refusing
+    # that second write (the request was deleted meanwhile) must not fail a delivery whose escalation landed.
+    request = replace(parse_form_delivery(form_delivery()), channel=Channel.EMAIL, origin_ref="9001")
+    _, gateway = helpdesk()
+    real_apply = gateway.apply
+
+    def apply(ref: str, *args: Any, **kwargs: Any) -> None:
+        if ref == "9001":
+            raise PermanentError("update ticket 9001: 404 RecordNotFound")
+        real_apply(ref, *args, **kwargs)
+
+    gateway.apply = apply  # type: ignore[method-assign]
+    store = MemoryStore()
+    result = handle_event(request, policy=SERVICE_DESK, gateway=gateway, store=store, clock=lambda: T0)
+    assert isinstance(result, Decision) and result.state is State.ESCALATED
+    assert [ref for ref, _, _ in gateway.planned] == ["4016"] and len(store.decisions) == 1
 
 
 def test_an_email_naming_a_ticket_that_does_not_exist_gets_its_sd8_reply_on_its_own_ticket() -> None:
