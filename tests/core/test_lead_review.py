@@ -139,6 +139,15 @@ def test_lr2_the_four_reasons_escalate(policy: Policy, reason: Reason) -> None:
     assert d.rule == "LR5"
 
 
+def test_lr2_a_reason_the_policy_does_not_escalate_for_is_cancelled_with_a_reply(policy: Policy) -> None:
+    # Neither shipped policy leaves one of the four reasons out; a team's own policy may.
+    narrow = replace(policy, escalation_reasons=frozenset({Reason.SLA_VIOLATION, Reason.WRONG_RESOLUTION}))
+    d = decide(narrow, None, request(reason=Reason.AGENT_CONDUCT), NOW)
+    assert (d.state, d.rule) == (State.CANCELLED, "LR2")
+    assert d.actions[0] == AddTags(("escalation_cancelled",)) and len(only(d, PublicReply)) == 1
+    assert not only(d, AssignGroup)
+
+
 def test_lr2_missing_reason_asks_for_it(policy: Policy) -> None:
     d = decide(policy, None, request(reason=None), NOW)
     assert d.state is State.NEEDS_INFO
