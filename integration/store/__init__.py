@@ -577,11 +577,13 @@ class _DeliveryInsert:
                 log.debug("giving back the inbox connection failed", exc_info=True)
 
 
-# Sorted first (in the subquery), so two writers take shared tickets' locks in one order: no deadlock.
-_LOCK_TICKETS = (
+# PostgreSQL transaction advisory locks on an array of keys (`{keys}`: the array's bind parameter),
+# sorted first in the subquery, so two writers take shared keys in one order: no deadlock.
+_LOCK_KEYS = (
     "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM "
-    "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS sorted) AS taken"
+    "(SELECT k FROM unnest({keys}) AS k ORDER BY k) AS sorted) AS taken"
 )
+_LOCK_TICKETS = _LOCK_KEYS.format(keys="%s::bigint[]")
 
 
 def _ticket_locks(rows: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -1204,13 +1206,10 @@ class RateLimits:
         with self.db.transaction() as session:
             if session.get_bind().dialect.name == "postgresql":
                 # Count and add as one step per bucket: under READ COMMITTED, parallel attempts all counted
-                # the same rows and all got in (40 at once against a limit of 5 let 12 through). Sorted: no
-                # deadlock. SQLite's write transactions already run one at a time.
-                locks = sorted(advisory_key(f"tierup:rate:{b}") for b in buckets)
-                session.execute(
-                    text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"),
-                    {"keys": locks},
-                )
+                # the same rows and all got in (40 at once against a limit of 5 let 12 through). SQLite's
+                # write transactions already run one at a time.
+                locks = [advisory_key(f"tierup:rate:{b}") for b in buckets]
+                session.execute(text(_LOCK_KEYS.format(keys="CAST(:keys AS bigint[])")), {"keys": locks})
             session.execute(delete(RateLimitHitRow).where(RateLimitHitRow.at <= now - MAX_RATE_WINDOW))
             counts = session.execute(
                 select(RateLimitHitRow.bucket, func.count(), func.min(RateLimitHitRow.at))
